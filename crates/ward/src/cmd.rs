@@ -1,0 +1,89 @@
+//! Subcommand dispatch and the exit codes every subcommand shares.
+
+mod ca;
+mod svid;
+
+use std::process::ExitCode;
+
+use crate::cli::{CaCommand, Cli, Command, SvidCommand};
+
+/// Something failed; the message says what and how to fix it.
+pub(crate) const EXIT_ERROR: u8 = 1;
+/// A verification or authorization said no.
+pub(crate) const EXIT_DENIED: u8 = 2;
+/// The command line or configuration is invalid (sysexits EX_USAGE).
+pub(crate) const EXIT_USAGE: u8 = 64;
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ca(CaCommand::Init {
+            dir,
+            trust_domain,
+            algorithm,
+            output,
+        }) => ca::init(&dir, &trust_domain, &algorithm, output),
+        Command::Svid(SvidCommand::Mint {
+            ca_dir,
+            agent,
+            spiffe_id,
+            ttl,
+            out,
+            output,
+        }) => svid::mint(
+            &ca_dir,
+            agent.as_deref(),
+            spiffe_id.as_deref(),
+            &ttl,
+            &out,
+            output,
+        ),
+        Command::Svid(SvidCommand::Inspect {
+            file,
+            bundle,
+            trust_domain,
+            output,
+        }) => svid::inspect(&file, bundle.as_deref(), trust_domain.as_deref(), output),
+    }
+}
+
+/// Parses durations like `90s`, `15m`, `1h`, `2d`.
+pub(crate) fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}; use e.g. 90s, 15m, 1h or 2d"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => anyhow::bail!("invalid duration unit in {s:?}; use s, m, h or d"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Writes a value as pretty JSON to standard output.
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("2d").unwrap().as_secs(), 172_800);
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! The `ward` binary: thin by design. It installs the crypto provider, parses
+//! the command line, sets up logging, runs one subcommand and maps its
+//! outcome to an exit code (0 ok, 1 error, 2 denied / verification failed,
+//! 64 bad usage).
+
+mod cli;
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    ward_identity::provider::install_default();
+    let cli = cli::Cli::parse();
+    if let Err(e) = ward_core::telemetry::init(cli.log_format.into(), &cli.log) {
+        eprintln!("error: {e}");
+        return ExitCode::from(cmd::EXIT_USAGE);
+    }
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(cmd::EXIT_ERROR)
+        }
+    }
+}
