@@ -92,6 +92,7 @@ impl TestPki {
         let int_key = KeyPair::generate().expect("intermediate key");
         let mut int_params = ca_params(&format!("test intermediate {trust_domain}"), now);
         int_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        int_params.use_authority_key_identifier_extension = true;
         let intermediate = int_params
             .signed_by(&int_key, &root_issuer)
             .expect("intermediate cert");

@@ -12,7 +12,15 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     ward_identity::provider::install_default();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version go to stdout and succeed; usage errors exit
+            // 64 so that 2 keeps meaning "refused".
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { cmd::EXIT_USAGE } else { 0 });
+        }
+    };
     if let Err(e) = ward_core::telemetry::init(cli.log_format.into(), &cli.log) {
         eprintln!("error: {e}");
         return ExitCode::from(cmd::EXIT_USAGE);
