@@ -6,10 +6,19 @@
 //! the chain to a bundle root (signatures, validity, basic constraints, EKU)
 //! with rustls-webpki, and finally the [`PeerAuthorizer`]. Every failure is
 //! an error; there is no "verified but" state.
+//!
+//! Chain signatures dominate the cost (two ECDSA verifications per chain,
+//! ~160 µs here), and the same peer presents the same SVID on every
+//! connection until it rotates. So a verifier remembers chains it has
+//! verified: the result of the signature, structure and EKU checks is a pure
+//! function of the chain bytes, the usage and the (fixed) trust anchors. On a
+//! hit only the validity window is rechecked against `now`, and if that fails
+//! the full verification runs again, so a cached answer always equals an
+//! uncached one. Failures are never cached. The authorizer runs every time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -153,12 +162,28 @@ impl PeerAuthorizer for TrustDomains {
     }
 }
 
+/// Most chains a verifier remembers; past this the cache starts over
+/// (bounded memory; a full reset costs one cold verification per live peer).
+pub const CHAIN_CACHE_CAPACITY: usize = 16 * 1024;
+
+/// What a successful verification established, valid while `now` stays in
+/// the window where every certificate of the verified path is valid.
+#[derive(Debug, Clone)]
+struct VerifiedChain {
+    peer: PeerIdentity,
+    /// Latest `notBefore` on the path.
+    not_before: u64,
+    /// Earliest `notAfter` on the path.
+    not_after: u64,
+}
+
 /// Verifies peer chains against one trust bundle.
 pub struct ChainVerifier {
     trust_domain: TrustDomain,
     anchors: Vec<TrustAnchor<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
     sequence: u64,
+    cache: RwLock<HashMap<[u8; 32], VerifiedChain>>,
 }
 
 impl fmt::Debug for ChainVerifier {
@@ -189,6 +214,7 @@ impl ChainVerifier {
             anchors,
             algorithms: crate::provider::signature_algorithms(),
             sequence: bundle.sequence,
+            cache: RwLock::new(HashMap::new()),
         })
     }
 
@@ -203,7 +229,7 @@ impl ChainVerifier {
     }
 
     /// Verifies `leaf` + `intermediates` for `usage` at `now`, then asks
-    /// `authorizer`.
+    /// `authorizer`. Uses the verified-chain cache (see the module docs).
     pub fn verify(
         &self,
         leaf: &CertificateDer<'_>,
@@ -212,6 +238,51 @@ impl ChainVerifier {
         now: UnixTime,
         authorizer: &dyn PeerAuthorizer,
     ) -> Result<PeerIdentity, VerifyError> {
+        let key = chain_key(leaf, intermediates, usage);
+        let secs = now.as_secs();
+        let cached = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(&key).cloned())
+            .filter(|c| c.not_before <= secs && secs <= c.not_after);
+        let peer = match cached {
+            Some(hit) => hit.peer,
+            None => {
+                let verified = self.verify_chain(leaf, intermediates, usage, now)?;
+                let peer = verified.peer.clone();
+                if let Ok(mut cache) = self.cache.write() {
+                    if cache.len() >= CHAIN_CACHE_CAPACITY {
+                        cache.clear();
+                    }
+                    cache.insert(key, verified);
+                }
+                peer
+            }
+        };
+        authorize(authorizer, peer)
+    }
+
+    /// [`ChainVerifier::verify`] without the cache: every check, every time.
+    pub fn verify_uncached(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        usage: Usage,
+        now: UnixTime,
+        authorizer: &dyn PeerAuthorizer,
+    ) -> Result<PeerIdentity, VerifyError> {
+        let verified = self.verify_chain(leaf, intermediates, usage, now)?;
+        authorize(authorizer, verified.peer)
+    }
+
+    fn verify_chain(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        usage: Usage,
+        now: UnixTime,
+    ) -> Result<VerifiedChain, VerifyError> {
         let info = svid::parse_leaf(leaf)?;
         if !info.spiffe_id.is_member_of(&self.trust_domain) {
             return Err(VerifyError::ForeignTrustDomain {
@@ -228,29 +299,71 @@ impl ChainVerifier {
             Usage::Client => KeyUsage::client_auth(),
             Usage::Server => KeyUsage::server_auth(),
         };
-        cert.verify_for_usage(
-            self.algorithms.all,
-            &self.anchors,
-            intermediates,
-            now,
-            eku,
-            None,
-            None,
-        )
-        .map_err(chain_err)?;
-        let peer = PeerIdentity {
-            spiffe_id: info.spiffe_id,
-            serial: info.serial,
-            not_after: info.not_after,
-        };
-        authorizer
-            .authorize(&peer)
-            .map_err(|reason| VerifyError::Unauthorized {
-                id: peer.spiffe_id.clone(),
-                reason,
-            })?;
-        Ok(peer)
+        let path = cert
+            .verify_for_usage(
+                self.algorithms.all,
+                &self.anchors,
+                intermediates,
+                now,
+                eku,
+                None,
+                None,
+            )
+            .map_err(chain_err)?;
+        // The window in which webpki's time checks pass for this exact path
+        // (it checks `notBefore <= now <= notAfter` on the leaf and each
+        // intermediate, never on the anchor).
+        let mut not_before = u64::try_from(info.not_before).unwrap_or(u64::MAX);
+        let mut not_after = u64::try_from(info.not_after).unwrap_or(0);
+        for intermediate in path.intermediate_certificates() {
+            let der = intermediate.der();
+            let parsed = svid::parse_one(&der)?;
+            let validity = parsed.validity();
+            not_before =
+                not_before.max(u64::try_from(validity.not_before.timestamp()).unwrap_or(u64::MAX));
+            not_after = not_after.min(u64::try_from(validity.not_after.timestamp()).unwrap_or(0));
+        }
+        Ok(VerifiedChain {
+            peer: PeerIdentity {
+                spiffe_id: info.spiffe_id,
+                serial: info.serial,
+                not_after: info.not_after,
+            },
+            not_before,
+            not_after,
+        })
     }
+}
+
+fn authorize(
+    authorizer: &dyn PeerAuthorizer,
+    peer: PeerIdentity,
+) -> Result<PeerIdentity, VerifyError> {
+    match authorizer.authorize(&peer) {
+        Ok(()) => Ok(peer),
+        Err(reason) => Err(VerifyError::Unauthorized {
+            id: peer.spiffe_id,
+            reason,
+        }),
+    }
+}
+
+/// SHA-256 over the usage and each certificate, length-prefixed so no two
+/// different chains share an encoding.
+fn chain_key(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    usage: Usage,
+) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(&[usage as u8]);
+    for cert in std::iter::once(leaf).chain(intermediates) {
+        ctx.update(&(cert.len() as u64).to_be_bytes());
+        ctx.update(cert.as_ref());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
 }
 
 /// The current trust bundle, swappable while connections are being verified

@@ -10,6 +10,7 @@
     reason = "tests"
 )]
 
+mod cache;
 mod common;
 mod interop_openssl;
 mod interop_spiffe;
