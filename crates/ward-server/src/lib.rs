@@ -1,5 +1,9 @@
-//! Ward's control plane (skeleton; filled by the control-plane issue).
+//! Ward's control plane.
 //!
-//! Will own: the `Store` interface with SQLite and PostgreSQL backends, the
-//! CA service (enrollment and renewal over CSRs, using `ward-identity`), the
-//! agent registry, revocations, the watch stream and the admin API.
+//! Today: the [`store`] — the registry of agents, join tokens, issued
+//! certificates, revocations and admins, with a change log every watcher
+//! follows — on SQLite (embedded default) or PostgreSQL (several replicas).
+//! Next: the CA service, enrollment and renewal, the watch stream and the
+//! admin API over mTLS.
+
+pub mod store;
