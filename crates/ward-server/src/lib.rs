@@ -6,4 +6,5 @@
 //! Next: the CA service, enrollment and renewal, the watch stream and the
 //! admin API over mTLS.
 
+pub mod api;
 pub mod store;

@@ -540,6 +540,19 @@ impl Store {
         Ok(revocation)
     }
 
+    /// Whether `agent` or the certificate `serial` is revoked (one indexed
+    /// lookup; used on every renewal).
+    pub async fn is_revoked(&self, agent: &AgentName, serial: &str) -> Result<bool, StoreError> {
+        let hit: Option<String> = sqlx::query_scalar(
+            "SELECT kind FROM revocations WHERE (kind = 'agent' AND subject = $1) OR (kind = 'serial' AND subject = $2) LIMIT 1",
+        )
+        .bind(agent.as_str())
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(hit.is_some())
+    }
+
     /// Every revocation, oldest first.
     pub async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         let rows = sqlx::query(

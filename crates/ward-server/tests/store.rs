@@ -280,6 +280,9 @@ async fn revocation_by_agent_and_serial(db: Db) {
     s.revoke(&RevocationTarget::Serial("00ab".into()), "lost laptop", NOW)
         .await
         .unwrap();
+    assert!(s.is_revoked(&name("a"), "ffff").await.unwrap());
+    assert!(s.is_revoked(&name("zz"), "00ab").await.unwrap());
+    assert!(!s.is_revoked(&name("zz"), "00ac").await.unwrap());
     let all = s.revocations().await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].target, RevocationTarget::Agent(name("a")));

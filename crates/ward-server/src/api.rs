@@ -1,0 +1,76 @@
+//! The control plane's HTTP API (`/v1/…`, JSON, RFC 9457 errors).
+//!
+//! Authentication happens in the TLS layer: the connection's verified peer
+//! SVID (if any) arrives as a [`Caller`] request extension, and each handler
+//! states what it needs — an admin, an agent, or (only for first enrollment)
+//! nobody but a join token. Handlers never trust identity from headers.
+
+mod agents;
+mod enroll;
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use time::OffsetDateTime;
+use ward_identity::{CertificateAuthority, PeerIdentity, TrustBundle};
+
+pub use self::error::ApiError;
+use crate::store::Store;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The registry.
+    pub store: Store,
+    /// Signs SVIDs.
+    pub ca: Arc<CertificateAuthority>,
+    /// Published to enrolling proxies.
+    pub bundle: Arc<TrustBundle>,
+    /// Lifetime of issued SVIDs.
+    pub svid_ttl: Duration,
+}
+
+impl AppState {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// The verified TLS peer of the connection a request arrived on, inserted by
+/// the listener. Absent means anonymous (no client certificate).
+#[derive(Debug, Clone, Default)]
+pub struct Caller(pub Option<PeerIdentity>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// The `/v1` API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/enroll", post(enroll::enroll))
+        .route("/v1/renew", post(enroll::renew))
+        .route("/v1/bundle", get(enroll::bundle))
+        .route("/v1/agents", get(agents::list).post(agents::register))
+        .route("/v1/agents/{name}", get(agents::show).patch(agents::update))
+        .route("/v1/agents/{name}/retire", post(agents::retire))
+        .route("/v1/agents/{name}/tokens", post(agents::create_token))
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! Enrollment (join token + CSR → first SVID) and renewal (current SVID +
+//! CSR → next SVID). The CA only ever sees public keys; the identity in the
+//! certificate is the one the token or the current SVID is bound to, never
+//! what the CSR asks for.
+
+use axum::Json;
+use axum::extract::State;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use ward_core::SpiffeId;
+use ward_identity::X509Svid;
+
+use super::{ApiError, AppState, Caller};
+use crate::store::IssuedCert;
+
+/// `POST /v1/enroll` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The single-use join token.
+    pub join_token: String,
+    /// PKCS#10 CSR, base64 (standard alphabet) of the DER.
+    pub csr: String,
+}
+
+/// `POST /v1/renew` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// PKCS#10 CSR, base64 of the DER.
+    pub csr: String,
+}
+
+/// An issued SVID and the trust bundle to verify peers with.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SvidResponse {
+    /// The identity issued.
+    pub spiffe_id: SpiffeId,
+    /// Certificate chain, PEM, leaf first.
+    pub svid: String,
+    /// Serial of the leaf, hex.
+    pub serial: String,
+    /// Expiry of the leaf, unix seconds.
+    pub not_after: i64,
+    /// The trust bundle (SPIFFE bundle JSON document).
+    pub bundle: serde_json::Value,
+}
+
+pub(crate) async fn enroll(
+    State(state): State<AppState>,
+    Json(req): Json<EnrollRequest>,
+) -> Result<Json<SvidResponse>, ApiError> {
+    let csr = decode_csr(&req.csr)?;
+    let now = state.now();
+    // Redeeming burns the token even if the CSR is then refused: a token
+    // that met a mismatched CSR may be in the wrong hands.
+    let agent = state
+        .store
+        .redeem_join_token(&req.join_token, now.unix_timestamp())
+        .await
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "enrollment refused");
+        })?;
+    let svid = sign(&state, &csr, &agent.spiffe_id, Some(agent.name.clone())).await?;
+    tracing::info!(spiffe_id = %agent.spiffe_id, serial = %svid.leaf().serial, "agent enrolled");
+    respond(&state, &svid)
+}
+
+pub(crate) async fn renew(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<RenewRequest>,
+) -> Result<Json<SvidResponse>, ApiError> {
+    let peer = caller.0.ok_or(ApiError::Unauthenticated)?;
+    let csr = decode_csr(&req.csr)?;
+    let name = peer.spiffe_id.agent_name().ok_or_else(|| {
+        ApiError::Forbidden(format!("{} is not an agent identity", peer.spiffe_id))
+    })?;
+    let refuse = |reason: String| {
+        tracing::warn!(peer = %peer.spiffe_id, serial = %peer.serial, %reason, "renewal refused");
+        ApiError::Refused(reason)
+    };
+    let agent = state
+        .store
+        .agent(&name)
+        .await?
+        .ok_or_else(|| refuse(format!("agent {name} is not registered")))?;
+    if !agent.status.may_renew() {
+        return Err(refuse(format!(
+            "agent {name} is {}; renewal refused",
+            agent.status
+        )));
+    }
+    if state.store.is_revoked(&name, peer.serial.as_str()).await? {
+        return Err(refuse(format!(
+            "the certificate {} is revoked; renewal refused",
+            peer.serial
+        )));
+    }
+    let svid = sign(&state, &csr, &peer.spiffe_id, Some(name))
+        .await
+        .map_err(|e| {
+            tracing::warn!(peer = %peer.spiffe_id, error = %e, "renewal refused");
+            e
+        })?;
+    respond(&state, &svid)
+}
+
+pub(crate) async fn bundle(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    bundle_json(&state).map(Json)
+}
+
+async fn sign(
+    state: &AppState,
+    csr: &[u8],
+    id: &SpiffeId,
+    agent: Option<ward_core::AgentName>,
+) -> Result<X509Svid, ApiError> {
+    let now = state.now();
+    let svid = state.ca.sign_csr(csr, id, state.svid_ttl, now)?;
+    state
+        .store
+        .record_certificate(&IssuedCert {
+            serial: svid.leaf().serial.to_string(),
+            spiffe_id: id.clone(),
+            agent,
+            issued_at: now.unix_timestamp(),
+            not_after: svid.leaf().not_after,
+        })
+        .await?;
+    Ok(svid)
+}
+
+fn respond(state: &AppState, svid: &X509Svid) -> Result<Json<SvidResponse>, ApiError> {
+    Ok(Json(SvidResponse {
+        spiffe_id: svid.spiffe_id().clone(),
+        svid: svid.to_pem(),
+        serial: svid.leaf().serial.to_string(),
+        not_after: svid.leaf().not_after,
+        bundle: bundle_json(state)?,
+    }))
+}
+
+fn bundle_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
+    let text = state
+        .bundle
+        .to_json()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn decode_csr(b64: &str) -> Result<Vec<u8>, ApiError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| {
+            ApiError::BadRequest(
+                "csr must be the base64 (standard alphabet) of a DER PKCS#10 request".to_owned(),
+            )
+        })
+}
