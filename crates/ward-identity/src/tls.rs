@@ -84,11 +84,25 @@ impl ResolvesClientCert for SvidResolver {
     }
 }
 
+/// Whether a server demands a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// No certificate, no handshake: the default everywhere in the mesh.
+    #[default]
+    Required,
+    /// A certificate, if sent, must verify; none is also accepted. Only for
+    /// endpoints that authenticate another way (first enrollment with a
+    /// join token), and each handler then decides what an anonymous caller
+    /// may do.
+    Optional,
+}
+
 /// Verifies TLS peers as SPIFFE workloads of the current trust bundle.
 pub struct SpiffeVerifier {
     trust: Arc<TrustStore>,
     authorizer: Arc<dyn PeerAuthorizer>,
     algorithms: WebPkiSupportedAlgorithms,
+    client_auth: ClientAuth,
 }
 
 impl fmt::Debug for SpiffeVerifier {
@@ -107,7 +121,14 @@ impl SpiffeVerifier {
             trust,
             authorizer,
             algorithms: crate::provider::signature_algorithms(),
+            client_auth: ClientAuth::Required,
         }
+    }
+
+    /// The same verifier with a different client-certificate requirement.
+    pub fn with_client_auth(mut self, client_auth: ClientAuth) -> Self {
+        self.client_auth = client_auth;
+        self
     }
 
     fn check(
@@ -134,6 +155,10 @@ impl SpiffeVerifier {
 }
 
 impl ClientCertVerifier for SpiffeVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        self.client_auth == ClientAuth::Required
+    }
+
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
@@ -217,9 +242,20 @@ pub fn server_config(
     trust: Arc<TrustStore>,
     authorizer: Arc<dyn PeerAuthorizer>,
 ) -> Result<ServerConfig, TlsError> {
+    server_config_with(resolver, trust, authorizer, ClientAuth::Required)
+}
+
+/// [`server_config`] with an explicit client-certificate requirement.
+pub fn server_config_with(
+    resolver: Arc<SvidResolver>,
+    trust: Arc<TrustStore>,
+    authorizer: Arc<dyn PeerAuthorizer>,
+    client_auth: ClientAuth,
+) -> Result<ServerConfig, TlsError> {
+    let verifier = SpiffeVerifier::new(trust, authorizer).with_client_auth(client_auth);
     Ok(ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(SpiffeVerifier::new(trust, authorizer)))
+        .with_client_cert_verifier(Arc::new(verifier))
         .with_cert_resolver(resolver))
 }
 

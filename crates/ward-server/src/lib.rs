@@ -7,4 +7,5 @@
 //! admin API over mTLS.
 
 pub mod api;
+pub mod listener;
 pub mod store;
