@@ -7,5 +7,7 @@
 //! admin API over mTLS.
 
 pub mod api;
+pub mod data_dir;
 pub mod listener;
+pub mod server;
 pub mod store;

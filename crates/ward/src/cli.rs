@@ -47,12 +47,57 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// The control plane: initialise a data directory, run the server.
+    #[command(subcommand)]
+    Server(ServerCommand),
     /// Certificate authority files (offline bootstrap).
     #[command(subcommand)]
     Ca(CaCommand),
     /// X.509-SVIDs: mint from a local CA, inspect and verify.
     #[command(subcommand)]
     Svid(SvidCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServerCommand {
+    /// Create a data directory: trust domain, CA, store, bundle, first admin.
+    ///
+    /// The first admin's SVID and key (0600) are written to DIR/admin/.
+    Init {
+        /// Data directory to create.
+        #[arg(long, env = "WARD_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Trust domain, e.g. `example.org`.
+        #[arg(long, default_value = "ward.local")]
+        trust_domain: String,
+        /// Store URL; default is SQLite in the data directory.
+        /// PostgreSQL: `postgres://user@host/db`.
+        #[arg(long, env = "WARD_STORE")]
+        store: Option<String>,
+        /// Key algorithm for the CA: ecdsa-p256 or ed25519.
+        #[arg(long, default_value = "ecdsa-p256")]
+        algorithm: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Serve the control-plane API (TLS 1.3, SPIFFE client certificates).
+    ///
+    /// Stops cleanly on SIGINT or SIGTERM, letting in-flight requests finish.
+    Run {
+        /// Data directory made by `ward server init`.
+        #[arg(long, env = "WARD_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Store URL; must be the one given to `init`.
+        #[arg(long, env = "WARD_STORE")]
+        store: Option<String>,
+        /// Address to listen on.
+        #[arg(long, env = "WARD_LISTEN", default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// Lifetime of agent SVIDs, e.g. `15m` (capped at 24h).
+        #[arg(long, default_value = "15m")]
+        svid_ttl: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

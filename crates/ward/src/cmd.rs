@@ -1,11 +1,12 @@
 //! Subcommand dispatch and the exit codes every subcommand shares.
 
 mod ca;
+mod server;
 mod svid;
 
 use std::process::ExitCode;
 
-use crate::cli::{CaCommand, Cli, Command, SvidCommand};
+use crate::cli::{CaCommand, Cli, Command, ServerCommand, SvidCommand};
 
 /// Something failed; the message says what and how to fix it.
 pub(crate) const EXIT_ERROR: u8 = 1;
@@ -16,6 +17,25 @@ pub(crate) const EXIT_USAGE: u8 = 64;
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Server(ServerCommand::Init {
+            data_dir,
+            trust_domain,
+            store,
+            algorithm,
+            output,
+        }) => server::init(
+            &data_dir,
+            &trust_domain,
+            store.as_deref(),
+            &algorithm,
+            output,
+        ),
+        Command::Server(ServerCommand::Run {
+            data_dir,
+            store,
+            listen,
+            svid_ttl,
+        }) => server::run(&data_dir, store, listen, &svid_ttl),
         Command::Ca(CaCommand::Init {
             dir,
             trust_domain,

@@ -1,0 +1,143 @@
+//! Starting the control plane: load the data directory, open the store,
+//! give the server its own SVID (rotated at half-life), and serve the API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use ward_core::SpiffeId;
+use ward_core::drain::Watch;
+use ward_identity::ca::CertificateAuthority;
+use ward_identity::tls::{self, ClientAuth, SvidResolver};
+use ward_identity::verify::{AnyMember, TrustStore};
+use ward_identity::{KeyAlgorithm, PrivateKey, X509Svid, csr};
+
+use crate::api::{self, AppState};
+use crate::data_dir::{DataDir, DataDirError};
+use crate::store::Store;
+
+/// Lifetime of the server's own SVID; it re-issues itself at half-life.
+pub const SERVER_SVID_TTL: Duration = Duration::from_secs(3600);
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The initialised data directory.
+    pub data_dir: DataDir,
+    /// Store URL; the data directory's SQLite file when `None`.
+    pub store_url: Option<String>,
+    /// Address for the API.
+    pub listen: SocketAddr,
+    /// Lifetime of agent SVIDs.
+    pub svid_ttl: Duration,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Data directory problem.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}: {source}; is another server running there?")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] ward_identity::tls::TlsError),
+    /// Trust bundle unusable.
+    #[error(transparent)]
+    Verify(#[from] ward_identity::verify::VerifyError),
+}
+
+/// Starts serving; returns the bound address. Everything spawned stops when
+/// `watch` signals.
+pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, ServerError> {
+    let dir = &options.data_dir;
+    let (ca, bundle) = dir.load_ca()?;
+    let url = options
+        .store_url
+        .clone()
+        .unwrap_or_else(|| dir.sqlite_url());
+    let store = Store::open(&url).await.map_err(DataDirError::from)?;
+    store
+        .listen(&url, watch.clone())
+        .await
+        .map_err(DataDirError::from)?;
+    let ca = Arc::new(ca);
+    let server_id = SpiffeId::new(&format!("spiffe://{}/ward/server", ca.trust_domain()))
+        .map_err(|e| DataDirError::Bundle(e.to_string()))?;
+    let (svid, key) = self_issue(&ca, &server_id)?;
+    let resolver = Arc::new(SvidResolver::new(&svid, &key)?);
+    let trust = Arc::new(TrustStore::new(&bundle)?);
+    let config = tls::server_config_with(
+        resolver.clone(),
+        trust,
+        Arc::new(AnyMember),
+        ClientAuth::Optional,
+    )?;
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: options.listen,
+        source,
+    })?;
+    let state = AppState {
+        store,
+        ca: ca.clone(),
+        bundle: Arc::new(bundle),
+        svid_ttl: options.svid_ttl,
+    };
+    tokio::spawn(rotate_server_svid(ca, server_id, resolver, watch.clone()));
+    tokio::spawn(crate::listener::serve(
+        listener,
+        Arc::new(config),
+        api::router(state),
+        watch,
+    ));
+    tracing::info!(%addr, "ward server listening");
+    Ok(addr)
+}
+
+fn self_issue(
+    ca: &CertificateAuthority,
+    id: &SpiffeId,
+) -> Result<(X509Svid, PrivateKey), DataDirError> {
+    let key =
+        PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(ward_identity::ca::CaError::from)?;
+    let request = csr::create(&key, id).map_err(ward_identity::ca::CaError::from)?;
+    let svid = ca.sign_csr(&request, id, SERVER_SVID_TTL, OffsetDateTime::now_utc())?;
+    Ok((svid, key))
+}
+
+async fn rotate_server_svid(
+    ca: Arc<CertificateAuthority>,
+    id: SpiffeId,
+    resolver: Arc<SvidResolver>,
+    watch: Watch,
+) {
+    let shutdown = watch.signaled();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            () = tokio::time::sleep(SERVER_SVID_TTL / 2) => {}
+        }
+        match self_issue(&ca, &id).map(|(svid, key)| resolver.rotate(&svid, &key)) {
+            Ok(Ok(())) => tracing::info!("rotated the server SVID"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server SVID rotation failed"),
+            Err(e) => tracing::error!(error = %e, "server SVID rotation failed"),
+        }
+    }
+}
