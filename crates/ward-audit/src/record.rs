@@ -1,0 +1,217 @@
+//! The audit record: one authorization decision as the log stores it, with a
+//! versioned schema and a canonical encoding.
+//!
+//! # Encoding: canonical JSON (RFC 8785 / JCS)
+//!
+//! Entries are hashed, so one record must have exactly one byte encoding. We
+//! use JSON restricted to what makes RFC 8785 canonicalisation trivial:
+//! object keys in lexicographic order (fixed by the wire struct's field
+//! order), no insignificant whitespace, strings escaped only where JSON
+//! requires (serde_json's rules coincide with JCS), integers only (no
+//! floats) and at most 2^53 − 1. Why JSON and not CBOR or a hand-made binary
+//! format: auditors read entries with `jq` and any language's standard
+//! library, and JCS gives them a spec to re-derive the bytes from.
+//!
+//! Decoding is strict: the version is read first (unknown versions are
+//! refused), the body is parsed with unknown fields refused, and the bytes
+//! must be exactly what re-encoding gives — so whitespace, key order,
+//! escapes and missing `null`s are all caught ("parse, don't validate").
+//! The request body is never recorded, only its SHA-256.
+
+mod fields;
+
+use serde::{Deserialize, Serialize};
+use ward_core::SpiffeId;
+
+pub use self::fields::{BodyDigest, CertSerial, FieldError, MAX_UNIX_MILLIS, TraceId, UnixMillis};
+use crate::bundle::MAX_ENTRY_LEN;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u64 = 1;
+/// Why a record could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The encoding exceeds what a log entry can hold.
+    #[error("audit record encodes to {0} bytes; a log entry is at most {MAX_ENTRY_LEN}")]
+    TooLarge(usize),
+    /// The bytes are not JSON.
+    #[error("audit record is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The JSON is not an object with an integer `v`.
+    #[error("audit record is not a JSON object with an integer schema version \"v\"")]
+    NoVersion,
+    /// A schema version this build does not know.
+    #[error(
+        "audit record schema version {0} is not supported (this build reads version {SCHEMA_VERSION})"
+    )]
+    UnknownVersion(u64),
+    /// The body does not match the schema of its version.
+    #[error("audit record v1 is malformed: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// The bytes parse but are not the canonical encoding.
+    #[error("audit record is not in canonical form (first difference at byte {offset})")]
+    NonCanonical {
+        /// Offset of the first byte that differs from the canonical encoding.
+        offset: usize,
+    },
+    /// A field value that cannot be encoded (reported by the JSON encoder).
+    #[error("encoding the audit record: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// One authorization decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When the decision was made.
+    pub time: UnixMillis,
+    /// The decision's ID (as in the `ward-decision-id` header and deny bodies).
+    pub decision_id: String,
+    /// The proxy that decided.
+    pub proxy_id: String,
+    /// The authenticated caller; `None` when authentication itself failed
+    /// (that denial is audited too, DESIGN.md §4 invariant 1).
+    pub principal: Option<SpiffeId>,
+    /// The Cedar action.
+    pub action: String,
+    /// The Cedar resource.
+    pub resource: String,
+    /// Allow or deny.
+    pub decision: Decision,
+    /// IDs of the policies that determined the decision.
+    pub policies: Vec<String>,
+    /// Reasons (policy `@reason` annotations, error causes).
+    pub reasons: Vec<String>,
+    /// Version of the policy bundle used.
+    pub policy_version: String,
+    /// W3C trace ID of the request, if it carried one.
+    pub trace_id: Option<TraceId>,
+    /// Serial of the peer's certificate, if mTLS got that far.
+    pub peer_cert_serial: Option<CertSerial>,
+    /// What was asked, without the body.
+    pub request: RequestDigest,
+}
+
+/// Method, path and body digest of the request (never the body).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDigest {
+    /// SHA-256 of the request body.
+    pub body_sha256: BodyDigest,
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+}
+
+/// The outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// The request was forwarded.
+    Allow,
+    /// The request was refused.
+    Deny,
+}
+
+impl AuditRecord {
+    /// The canonical bytes that go into the log.
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
+        let bytes = serde_json::to_vec(&WireV1::from(self)).map_err(RecordError::Encode)?;
+        if bytes.len() > MAX_ENTRY_LEN {
+            return Err(RecordError::TooLarge(bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes a log entry, refusing unknown versions, unknown fields, bad
+    /// values and any non-canonical spelling.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(RecordError::NotJson)?;
+        let v = value
+            .as_object()
+            .and_then(|o| o.get("v"))
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(RecordError::NoVersion)?;
+        if v != SCHEMA_VERSION {
+            return Err(RecordError::UnknownVersion(v));
+        }
+        let wire: WireV1 = serde_json::from_slice(bytes).map_err(RecordError::Malformed)?;
+        let record = Self::from(wire);
+        let canonical = record.encode()?;
+        if canonical != bytes {
+            let offset = canonical
+                .iter()
+                .zip(bytes)
+                .position(|(a, b)| a != b)
+                .unwrap_or(canonical.len().min(bytes.len()));
+            return Err(RecordError::NonCanonical { offset });
+        }
+        Ok(record)
+    }
+}
+
+/// Schema v1 on the wire. Field order is the encoding's key order and must
+/// stay lexicographic; never change this struct, add a `WireV2`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireV1 {
+    action: String,
+    decision: Decision,
+    decision_id: String,
+    peer_cert_serial: Option<CertSerial>,
+    policies: Vec<String>,
+    policy_version: String,
+    principal: Option<SpiffeId>,
+    proxy_id: String,
+    reasons: Vec<String>,
+    request: RequestDigest,
+    resource: String,
+    time_ms: UnixMillis,
+    trace_id: Option<TraceId>,
+    v: u64,
+}
+
+impl From<&AuditRecord> for WireV1 {
+    fn from(r: &AuditRecord) -> Self {
+        Self {
+            action: r.action.clone(),
+            decision: r.decision,
+            decision_id: r.decision_id.clone(),
+            peer_cert_serial: r.peer_cert_serial.clone(),
+            policies: r.policies.clone(),
+            policy_version: r.policy_version.clone(),
+            principal: r.principal.clone(),
+            proxy_id: r.proxy_id.clone(),
+            reasons: r.reasons.clone(),
+            request: r.request.clone(),
+            resource: r.resource.clone(),
+            time_ms: r.time,
+            trace_id: r.trace_id,
+            v: SCHEMA_VERSION,
+        }
+    }
+}
+
+impl From<WireV1> for AuditRecord {
+    fn from(w: WireV1) -> Self {
+        Self {
+            time: w.time_ms,
+            decision_id: w.decision_id,
+            proxy_id: w.proxy_id,
+            principal: w.principal,
+            action: w.action,
+            resource: w.resource,
+            decision: w.decision,
+            policies: w.policies,
+            reasons: w.reasons,
+            policy_version: w.policy_version,
+            trace_id: w.trace_id,
+            peer_cert_serial: w.peer_cert_serial,
+            request: w.request,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
