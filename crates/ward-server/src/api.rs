@@ -5,9 +5,11 @@
 //! states what it needs — an admin, an agent, or (only for first enrollment)
 //! nobody but a join token. Handlers never trust identity from headers.
 
-mod agents;
-mod enroll;
+pub mod agents;
+pub mod enroll;
 mod error;
+pub mod status;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,11 @@ pub struct AppState {
     pub bundle: Arc<TrustBundle>,
     /// Lifetime of issued SVIDs.
     pub svid_ttl: Duration,
+    /// Set to `true` when the server starts shutting down, so long-lived
+    /// streams end and let the drain finish.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// When this replica started.
+    pub started: std::time::Instant,
 }
 
 impl AppState {
@@ -58,6 +65,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// Refuses callers that are not registered admins.
+pub(crate) async fn require_admin(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let peer = caller.0.as_ref().ok_or(ApiError::Unauthenticated)?;
+    if state.store.is_admin(&peer.spiffe_id).await? {
+        Ok(())
+    } else {
+        tracing::warn!(peer = %peer.spiffe_id, "admin request refused");
+        Err(ApiError::Forbidden(format!(
+            "{} is not an admin",
+            peer.spiffe_id
+        )))
+    }
+}
+
 /// The `/v1` API.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -68,6 +89,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{name}", get(agents::show).patch(agents::update))
         .route("/v1/agents/{name}/retire", post(agents::retire))
         .route("/v1/agents/{name}/tokens", post(agents::create_token))
+        .route("/v1/watch", get(watch::watch))
+        .route("/v1/status", get(status::status))
+        .route("/v1/openapi.json", get(status::openapi))
         .fallback(error::not_found)
         .with_state(state)
 }

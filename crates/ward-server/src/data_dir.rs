@@ -6,9 +6,11 @@
 //!   trust-domain          the trust domain name
 //!   ward.db               SQLite store (unless --store names PostgreSQL)
 //!   bundle.json           SPIFFE trust bundle
-//!   ca/                   root + intermediate certificates and keys (0600), dir 0700
+//!   ca/                   root + intermediate certificates and keys (0600), dir 0700,
+//!                         and its own trust-domain file (usable by `ward svid mint --ca-dir`)
 //!   admin/svid.pem        the first admin's SVID (spiffe://<td>/admin/admin)
 //!   admin/svid.key.pem    its key (0600)
+//!   admin/client.toml     the admin CLI's config (written by the `ward` binary)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -140,6 +142,11 @@ impl DataDir {
             },
         )?;
         CertificateAuthority::write(&generated, &self.ca_dir())?;
+        // The CA directory is self-describing, like one `ward ca init`
+        // makes, so offline tools (`ward svid mint --ca-dir`) work on it.
+        let ca_td = self.ca_dir().join("trust-domain");
+        ward_identity::keys::write_file_atomic(&ca_td, format!("{td}\n").as_bytes(), 0o644)
+            .map_err(io(&ca_td))?;
         let bundle = TrustBundle::new(td.clone(), vec![generated.ca.root().clone()], vec![]);
         let json = bundle
             .to_json()

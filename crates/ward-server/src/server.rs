@@ -93,12 +93,23 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
         addr: options.listen,
         source,
     })?;
+    let stopping = Arc::new(tokio::sync::watch::channel(false).0);
     let state = AppState {
         store,
         ca: ca.clone(),
         bundle: Arc::new(bundle),
         svid_ttl: options.svid_ttl,
+        stopping,
+        started: std::time::Instant::now(),
     };
+    // Turns the drain signal into a flag the watch streams can poll without
+    // each holding a drain guard (which would make the drain wait for them).
+    let signal = watch.clone();
+    let stop = state.stopping.clone();
+    tokio::spawn(async move {
+        let _release = signal.signaled().await;
+        stop.send_replace(true);
+    });
     tokio::spawn(rotate_server_svid(ca, server_id, resolver, watch.clone()));
     tokio::spawn(crate::listener::serve(
         listener,

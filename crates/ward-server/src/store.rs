@@ -301,6 +301,21 @@ impl Store {
         rows.iter().map(agent_from_row).collect()
     }
 
+    /// How many agents are in each status (statuses with none are omitted).
+    pub async fn agent_counts(&self) -> Result<Vec<(AgentStatus, u64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM agents GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                let n: i64 = row.try_get("n")?;
+                Ok((status.parse().map_err(StoreError::Corrupt)?, to_u64(n)))
+            })
+            .collect()
+    }
+
     /// Changes an agent's attributes or endpoint.
     pub async fn update_agent(
         &self,

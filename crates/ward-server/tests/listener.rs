@@ -86,6 +86,8 @@ async fn start() -> Server {
         ca: ca.clone(),
         bundle: Arc::new(bundle),
         svid_ttl: DEFAULT_SVID_TTL,
+        stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        started: std::time::Instant::now(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

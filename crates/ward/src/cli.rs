@@ -38,8 +38,9 @@ impl From<LogFormat> for ward_core::telemetry::LogFormat {
 /// Output format for commands that report something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub(crate) enum Output {
-    /// For people.
+    /// For people: aligned columns and short messages.
     #[default]
+    #[value(name = "table", alias = "text")]
     Text,
     /// One JSON document, for scripts.
     Json,
@@ -56,6 +57,111 @@ pub(crate) enum Command {
     /// X.509-SVIDs: mint from a local CA, inspect and verify.
     #[command(subcommand)]
     Svid(SvidCommand),
+    /// The agent registry: register, list, show, update, retire.
+    Agent(AgentArgs),
+    /// Join tokens that let a proxy enroll an agent.
+    Token(TokenArgs),
+}
+
+/// How the CLI reaches the server (shared by every client command).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Connection {
+    /// Client config written by `ward server init` (server address, bundle,
+    /// admin SVID and key). Default: $XDG_CONFIG_HOME/ward/client.toml or
+    /// ~/.config/ward/client.toml.
+    #[arg(long, global = true, env = "WARD_CLIENT_CONFIG")]
+    pub(crate) client_config: Option<PathBuf>,
+    /// Server address (`host:port`), overriding the client config.
+    #[arg(long, global = true, env = "WARD_SERVER")]
+    pub(crate) server: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub(crate) output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AgentArgs {
+    #[command(flatten)]
+    pub(crate) conn: Connection,
+    #[command(subcommand)]
+    pub(crate) command: AgentCommand,
+}
+
+/// Attributes policy can read about an agent.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct AttributeFlags {
+    /// Owning team.
+    #[arg(long)]
+    pub(crate) team: Option<String>,
+    /// Risk tier, e.g. low, medium, high.
+    #[arg(long)]
+    pub(crate) risk_tier: Option<String>,
+    /// Highest data classification it may handle, e.g. internal.
+    #[arg(long)]
+    pub(crate) clearance: Option<String>,
+    /// A label `key=value`; repeat for more.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+    /// Model metadata `key=value` (provider, name, version...); repeatable.
+    #[arg(long = "model", value_name = "KEY=VALUE")]
+    pub(crate) model: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Register a new agent (status active) and print it.
+    Register {
+        /// Agent name: lowercase letters, digits, `.`, `_`, `-`.
+        name: String,
+        #[command(flatten)]
+        attributes: AttributeFlags,
+    },
+    /// List every agent.
+    List,
+    /// Show one agent.
+    Show {
+        /// Agent name.
+        name: String,
+    },
+    /// Change an agent's attributes or endpoint; unset flags keep their value.
+    Update {
+        /// Agent name.
+        name: String,
+        #[command(flatten)]
+        attributes: AttributeFlags,
+        /// Remove a label by key; repeatable.
+        #[arg(long = "remove-label", value_name = "KEY")]
+        remove_labels: Vec<String>,
+        /// Address of the agent's proxy inbound listener.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Retire an agent: final; its SVIDs are no longer renewed.
+    Retire {
+        /// Agent name.
+        name: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    #[command(flatten)]
+    pub(crate) conn: Connection,
+    #[command(subcommand)]
+    pub(crate) command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a single-use join token for an agent (shown once).
+    Create {
+        /// The agent the token enrolls.
+        #[arg(long)]
+        agent: String,
+        /// Lifetime, e.g. `10m` (at most 24h).
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,20 +189,36 @@ pub(crate) enum ServerCommand {
     },
     /// Serve the control-plane API (TLS 1.3, SPIFFE client certificates).
     ///
-    /// Stops cleanly on SIGINT or SIGTERM, letting in-flight requests finish.
+    /// Settings come from defaults, then --config, then WARD_* variables,
+    /// then flags. Stops cleanly on SIGINT or SIGTERM, letting in-flight
+    /// requests finish.
     Run {
+        /// TOML config file (a `[server]` table; see README.md).
+        #[arg(long, env = "WARD_CONFIG")]
+        config: Option<PathBuf>,
         /// Data directory made by `ward server init`.
         #[arg(long, env = "WARD_DATA_DIR")]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
         /// Store URL; must be the one given to `init`.
         #[arg(long, env = "WARD_STORE")]
         store: Option<String>,
-        /// Address to listen on.
-        #[arg(long, env = "WARD_LISTEN", default_value = "127.0.0.1:8443")]
-        listen: std::net::SocketAddr,
-        /// Lifetime of agent SVIDs, e.g. `15m` (capped at 24h).
-        #[arg(long, default_value = "15m")]
-        svid_ttl: String,
+        /// Address to listen on [default: 127.0.0.1:8443].
+        #[arg(long, env = "WARD_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Lifetime of agent SVIDs, e.g. `15m` (1m to 24h) [default: 15m].
+        #[arg(long, env = "WARD_SVID_TTL")]
+        svid_ttl: Option<String>,
+        /// Check the configuration, print the effective settings and exit.
+        #[arg(long)]
+        check: bool,
+        /// Output format (for --check).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show the server's status: version, store, revision, agents, CA expiry.
+    Status {
+        #[command(flatten)]
+        conn: Connection,
     },
 }
 

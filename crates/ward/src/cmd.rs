@@ -1,8 +1,11 @@
 //! Subcommand dispatch and the exit codes every subcommand shares.
 
+mod agent;
 mod ca;
+pub(crate) mod client;
 mod server;
 mod svid;
+mod token;
 
 use std::process::ExitCode;
 
@@ -31,11 +34,25 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         ),
         Command::Server(ServerCommand::Run {
+            config,
             data_dir,
             store,
             listen,
             svid_ttl,
-        }) => server::run(&data_dir, store, listen, &svid_ttl),
+            check,
+            output,
+        }) => server::run(&server::RunFlags {
+            config,
+            data_dir,
+            store,
+            listen,
+            svid_ttl,
+            check,
+            output,
+        }),
+        Command::Server(ServerCommand::Status { conn }) => server::status(&conn),
+        Command::Agent(args) => agent::run(args),
+        Command::Token(args) => token::run(args),
         Command::Ca(CaCommand::Init {
             dir,
             trust_domain,
@@ -81,6 +98,17 @@ pub(crate) fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
         _ => anyhow::bail!("invalid duration unit in {s:?}; use s, m, h or d"),
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Unix seconds as RFC 3339 (UTC), or the number if out of range.
+pub(crate) fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
 }
 
 /// Writes a value as pretty JSON to standard output.

@@ -5,6 +5,8 @@
 
 mod cli;
 mod cmd;
+mod config;
+mod table;
 
 use std::process::ExitCode;
 
@@ -29,7 +31,19 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(cmd::EXIT_ERROR)
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Refusals (the server said 401/403) exit 2, configuration mistakes 64,
+/// everything else 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<config::ConfigErrors>().is_some() {
+        return cmd::EXIT_USAGE;
+    }
+    match e.downcast_ref::<ward_client::ClientError>() {
+        Some(c) if c.is_refusal() => cmd::EXIT_DENIED,
+        _ => cmd::EXIT_ERROR,
     }
 }

@@ -14,6 +14,10 @@ use std::process::{Command, Output};
 fn ward(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ward"))
         .args(args)
+        .env(
+            "XDG_CONFIG_HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/xdg-cli"),
+        )
         .env_remove("WARD_LOG")
         .output()
         .unwrap()

@@ -23,9 +23,15 @@ use ward_identity::{PrivateKey, TrustBundle, TrustDomain, X509Svid};
 
 fn ward() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
-    c.env_remove("WARD_LOG")
-        .env_remove("WARD_STORE")
-        .env_remove("WARD_DATA_DIR");
+    // `server init` writes a user-level client config when none exists;
+    // keep it out of the real home directory.
+    c.env(
+        "XDG_CONFIG_HOME",
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/xdg-server"),
+    )
+    .env_remove("WARD_LOG")
+    .env_remove("WARD_STORE")
+    .env_remove("WARD_DATA_DIR");
     c
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use ward_core::AgentName;
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, require_admin};
 use crate::store::{Agent, AgentAttributes, AgentStatus, AgentUpdate};
 
 /// `POST /v1/agents` body.
@@ -58,19 +58,6 @@ pub struct TokenResponse {
 pub const MAX_TOKEN_TTL_SECS: i64 = 86_400;
 /// Default join-token lifetime.
 pub const DEFAULT_TOKEN_TTL_SECS: i64 = 600;
-
-async fn require_admin(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    let peer = caller.0.as_ref().ok_or(ApiError::Unauthenticated)?;
-    if state.store.is_admin(&peer.spiffe_id).await? {
-        Ok(())
-    } else {
-        tracing::warn!(peer = %peer.spiffe_id, "admin request refused");
-        Err(ApiError::Forbidden(format!(
-            "{} is not an admin",
-            peer.spiffe_id
-        )))
-    }
-}
 
 fn parse_name(name: &str) -> Result<AgentName, ApiError> {
     AgentName::new(name).map_err(|e| ApiError::BadRequest(e.to_string()))

@@ -143,7 +143,7 @@ fn respond(state: &AppState, svid: &X509Svid) -> Result<Json<SvidResponse>, ApiE
     }))
 }
 
-fn bundle_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
+pub(super) fn bundle_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
     let text = state
         .bundle
         .to_json()

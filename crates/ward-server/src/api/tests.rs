@@ -43,6 +43,8 @@ async fn harness() -> Harness {
             ca: Arc::new(ca),
             bundle: Arc::new(bundle),
             svid_ttl: DEFAULT_SVID_TTL,
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            started: std::time::Instant::now(),
         },
         admin,
         _dir: dir,
@@ -412,3 +414,5 @@ async fn admin_registry_round_trip() {
         "{body}"
     );
 }
+
+mod watch;

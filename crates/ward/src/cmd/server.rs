@@ -1,7 +1,7 @@
 //! `ward server init` and `ward server run`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,7 +12,9 @@ use ward_identity::{KeyAlgorithm, TrustDomain};
 use ward_server::data_dir::DataDir;
 use ward_server::server::{self, RunOptions};
 
-use crate::cli::Output;
+use crate::cli::{Connection, Output};
+use crate::cmd::client::{self, ClientFile};
+use crate::{config, table};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -37,6 +39,22 @@ pub(crate) fn init(
     let data = DataDir::new(dir);
     let done = runtime()?.block_on(data.init(&td, store, algorithm))?;
     let (cert, key) = data.admin_files();
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let client_file = ClientFile {
+        server: config::DEFAULT_LISTEN.to_owned(),
+        trust_domain: td.to_string(),
+        bundle: absolute(data.bundle_path()),
+        certificate: absolute(cert.clone()),
+        key: absolute(key.clone()),
+    };
+    let own_config = dir.join("admin/client.toml");
+    client_file.write(&own_config)?;
+    // The CLI finds the user-level config by itself; never overwrite one
+    // that points at another server.
+    let user_config = client::default_path().filter(|p| !p.exists());
+    if let Some(path) = &user_config {
+        client_file.write(path)?;
+    }
     match output {
         Output::Json => crate::cmd::print_json(&json!({
             "trust_domain": done.trust_domain.as_str(),
@@ -45,6 +63,8 @@ pub(crate) fn init(
             "admin_certificate": cert.display().to_string(),
             "admin_key": key.display().to_string(),
             "bundle": data.bundle_path().display().to_string(),
+            "client_config": own_config.display().to_string(),
+            "user_client_config": user_config.as_ref().map(|p| p.display().to_string()),
         }))?,
         Output::Text => {
             eprintln!(
@@ -57,25 +77,101 @@ pub(crate) fn init(
                 done.admin_id,
                 dir.join("admin").display()
             );
+            match &user_config {
+                Some(path) => eprintln!("  admin CLI config: {} (used by default)", path.display()),
+                None => eprintln!(
+                    "  admin CLI config: {} (export WARD_CLIENT_CONFIG={0} to use it)",
+                    own_config.display()
+                ),
+            }
             eprintln!("  next: ward server run --data-dir {}", dir.display());
+            eprintln!("  then: ward agent register <name>; ward token create --agent <name>");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn run(
-    dir: &Path,
-    store: Option<String>,
-    listen: SocketAddr,
-    svid_ttl: &str,
-) -> anyhow::Result<ExitCode> {
-    let svid_ttl = crate::cmd::parse_duration(svid_ttl)?;
-    let options = RunOptions {
-        data_dir: DataDir::new(dir),
-        store_url: store,
+/// `ward server run` flags (already merged with `WARD_*` by clap).
+pub(crate) struct RunFlags {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) store: Option<String>,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) svid_ttl: Option<String>,
+    pub(crate) check: bool,
+    pub(crate) output: Output,
+}
+
+/// Defaults < config file < environment < flags.
+fn effective(flags: &RunFlags) -> anyhow::Result<RunOptions> {
+    let file = match &flags.config {
+        Some(path) => config::load(path)?,
+        None => config::ServerFile::default(),
+    };
+    let data_dir = flags.data_dir.clone().or(file.data_dir).ok_or_else(|| {
+        config::ConfigErrors {
+            path: flags.config.clone().unwrap_or_else(|| PathBuf::from("(command line)")),
+            problems: vec![config::Problem {
+                at: None,
+                key: "server.data_dir".to_owned(),
+                message: "no data directory: pass --data-dir, set WARD_DATA_DIR, or set data_dir in [server]".to_owned(),
+            }],
+        }
+    })?;
+    let svid_ttl = match &flags.svid_ttl {
+        Some(text) => {
+            let ttl = crate::cmd::parse_duration(text)?;
+            anyhow::ensure!(
+                (60..=86_400).contains(&ttl.as_secs()),
+                "--svid-ttl {text}: must be between 1m and 24h"
+            );
+            ttl
+        }
+        None => match file.svid_ttl {
+            Some(ttl) => ttl,
+            None => crate::cmd::parse_duration(config::DEFAULT_SVID_TTL)?,
+        },
+    };
+    let listen = match flags.listen.or(file.listen) {
+        Some(addr) => addr,
+        None => config::DEFAULT_LISTEN
+            .parse()
+            .context("built-in listen address")?,
+    };
+    Ok(RunOptions {
+        data_dir: DataDir::new(data_dir),
+        store_url: flags.store.clone().or(file.store),
         listen,
         svid_ttl,
-    };
+    })
+}
+
+pub(crate) fn run(flags: &RunFlags) -> anyhow::Result<ExitCode> {
+    let options = effective(flags)?;
+    if flags.check {
+        let store = options.store_url.as_deref().map_or_else(
+            || options.data_dir.sqlite_url(),
+            ward_server::store::redact_url,
+        );
+        match flags.output {
+            Output::Json => crate::cmd::print_json(&json!({
+                "data_dir": options.data_dir.root().display().to_string(),
+                "store": store,
+                "listen": options.listen.to_string(),
+                "svid_ttl_secs": options.svid_ttl.as_secs(),
+            }))?,
+            Output::Text => print!(
+                "{}",
+                crate::table::fields(&[
+                    ("data_dir", options.data_dir.root().display().to_string()),
+                    ("store", store),
+                    ("listen", options.listen.to_string()),
+                    ("svid_ttl", format!("{}s", options.svid_ttl.as_secs())),
+                ])
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     runtime()?.block_on(async move {
         let (trigger, watch) = drain::channel();
         let addr = server::start(options, watch).await?;
@@ -99,4 +195,44 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT"),
         _ = term.recv() => Ok(()),
     }
+}
+
+pub(crate) fn status(conn: &Connection) -> anyhow::Result<ExitCode> {
+    let api = client::connect(conn)?;
+    let status: ward_server::api::status::Status =
+        client::runtime()?.block_on(api.get("/v1/status"))?;
+    match conn.output {
+        Output::Json => crate::cmd::print_json(&serde_json::to_value(&status)?)?,
+        Output::Text => {
+            let agents = if status.agents.is_empty() {
+                "none".to_owned()
+            } else {
+                status
+                    .agents
+                    .iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            print!(
+                "{}",
+                table::fields(&[
+                    ("server", api.addr().to_owned()),
+                    ("version", status.version.clone()),
+                    ("trust domain", status.trust_domain.clone()),
+                    ("store", status.store.clone()),
+                    ("revision", status.revision.to_string()),
+                    ("agents", agents),
+                    ("revocations", status.revocations.to_string()),
+                    (
+                        "intermediate CA expires",
+                        status.intermediate_not_after.clone()
+                    ),
+                    ("SVID lifetime", format!("{}s", status.svid_ttl_secs)),
+                    ("uptime", format!("{}s", status.uptime_secs)),
+                ])
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

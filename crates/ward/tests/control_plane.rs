@@ -1,0 +1,565 @@
+//! The admin CLI against a real `ward server run` process: every registry
+//! command with table and JSON output and its exit codes; a non-admin
+//! credential refused with exit 2; writes the server acknowledged surviving
+//! `kill -9` on both backends; the config file's checks.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    fn xdg(&self) -> PathBuf {
+        self.tmp.path().join("xdg")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
+        c.env("XDG_CONFIG_HOME", self.xdg());
+        for var in [
+            "WARD_LOG",
+            "WARD_STORE",
+            "WARD_DATA_DIR",
+            "WARD_LISTEN",
+            "WARD_SERVER",
+            "WARD_CLIENT_CONFIG",
+            "WARD_CONFIG",
+            "WARD_SVID_TTL",
+        ] {
+            c.env_remove(var);
+        }
+        c
+    }
+
+    fn ward(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn init(&self, store: Option<&str>) {
+        let data = self.data();
+        let mut args = vec![
+            "server",
+            "init",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--trust-domain",
+            "example.org",
+        ];
+        if let Some(url) = store {
+            args.extend(["--store", url]);
+        }
+        let out = self.ward(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn run(&self, store: Option<&str>) -> Server {
+        let data = self.data();
+        let mut args = vec![
+            "server",
+            "run",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        if let Some(url) = store {
+            args.extend(["--store", url]);
+        }
+        let mut child = self
+            .cmd()
+            .args(&args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("ward server listening on ") {
+                break addr.to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr }
+    }
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_of(out: &Output) -> Value {
+    let (stdout, stderr) = text(out);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {stderr}",
+        out.status.code()
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn registry_commands_end_to_end() {
+    let env = Env::new();
+    env.init(None);
+    // init wrote the user-level client config the CLI finds by itself.
+    let user_config = env.xdg().join("ward/client.toml");
+    assert!(user_config.exists());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&user_config).unwrap().permissions()
+        ) & 0o777,
+        0o600
+    );
+    let server = env.run(None);
+    let s = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server.addr]);
+        env.ward(&all)
+    };
+
+    let agent = json_of(&s(&[
+        "agent",
+        "register",
+        "planner",
+        "--team",
+        "research",
+        "--risk-tier",
+        "low",
+        "--clearance",
+        "internal",
+        "--label",
+        "env=dev",
+        "--label",
+        "tier=gold",
+        "--model",
+        "provider=acme",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(agent["name"], "planner");
+    assert_eq!(agent["spiffe_id"], "spiffe://example.org/agent/planner");
+    assert_eq!(agent["status"], "active");
+    assert_eq!(agent["attributes"]["labels"]["env"], "dev");
+    assert_eq!(agent["attributes"]["model"]["provider"], "acme");
+
+    let dup = s(&["agent", "register", "planner"]);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(text(&dup).1.contains("already exists"), "{}", text(&dup).1);
+
+    let bad = s(&["agent", "register", "Bad Name"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).1.contains("agent name"), "{}", text(&bad).1);
+    let bad_label = s(&["agent", "register", "x", "--label", "novalue"]);
+    assert_eq!(bad_label.status.code(), Some(1));
+    assert!(text(&bad_label).1.contains("KEY=VALUE"));
+
+    json_of(&s(&["agent", "register", "researcher", "--output", "json"]));
+    let table = s(&["agent", "list"]);
+    let (stdout, _) = text(&table);
+    assert!(table.status.success());
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{stdout}");
+    assert!(
+        lines[1].starts_with("planner ") && lines[1].contains("research"),
+        "{stdout}"
+    );
+    assert!(lines[2].starts_with("researcher"), "{stdout}");
+    let list = json_of(&s(&["agent", "list", "--output", "json"]));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    let updated = json_of(&s(&[
+        "agent",
+        "update",
+        "planner",
+        "--team",
+        "ops",
+        "--remove-label",
+        "env",
+        "--endpoint",
+        "127.0.0.1:15002",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(updated["attributes"]["team"], "ops");
+    assert_eq!(
+        updated["attributes"]["risk_tier"], "low",
+        "unset flags keep their value"
+    );
+    assert_eq!(
+        updated["attributes"]["labels"],
+        serde_json::json!({"tier": "gold"})
+    );
+    assert_eq!(updated["endpoint"], "127.0.0.1:15002");
+    assert!(updated["revision"].as_u64() > agent["revision"].as_u64());
+
+    let show = s(&["agent", "show", "planner"]);
+    assert!(text(&show).0.contains("spiffe://example.org/agent/planner"));
+    let missing = s(&["agent", "show", "nobody"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).1.contains("no agent named nobody"),
+        "{}",
+        text(&missing).1
+    );
+
+    let token = json_of(&s(&[
+        "token", "create", "--agent", "planner", "--ttl", "5m", "--output", "json",
+    ]));
+    assert!(token["token"].as_str().unwrap().starts_with("wardjt_"));
+    let plain = s(&["token", "create", "--agent", "planner"]);
+    assert!(
+        text(&plain).0.trim().starts_with("wardjt_"),
+        "secret alone on stdout"
+    );
+    let no_agent = s(&["token", "create", "--agent", "ghost"]);
+    assert_eq!(no_agent.status.code(), Some(1));
+
+    let retired = json_of(&s(&["agent", "retire", "researcher", "--output", "json"]));
+    assert_eq!(retired["status"], "retired");
+    let twice = s(&["agent", "retire", "researcher"]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(
+        text(&twice).1.contains("cannot become"),
+        "{}",
+        text(&twice).1
+    );
+
+    let status = json_of(&s(&["server", "status", "--output", "json"]));
+    assert_eq!(status["agents"]["active"], 1);
+    assert_eq!(status["agents"]["retired"], 1);
+    assert_eq!(status["store"], "sqlite");
+    let status_table = s(&["server", "status"]);
+    assert!(text(&status_table).0.contains("trust domain"));
+
+    // A valid SVID of the trust domain that is not an admin: refused, exit 2.
+    let creds = env.tmp.path().join("agent-creds");
+    let minted = env.ward(&[
+        "svid",
+        "mint",
+        "--ca-dir",
+        env.data().join("ca").to_str().unwrap(),
+        "--agent",
+        "planner",
+        "--out",
+        creds.to_str().unwrap(),
+    ]);
+    assert!(minted.status.success(), "{}", text(&minted).1);
+    let agent_config = env.tmp.path().join("agent-client.toml");
+    let mut config: toml_like::Config = toml_like::read(&user_config);
+    config.certificate = creds.join("svid.pem");
+    config.key = creds.join("svid.key.pem");
+    toml_like::write(&agent_config, &config);
+    let refused = env.ward(&[
+        "agent",
+        "list",
+        "--server",
+        &server.addr,
+        "--client-config",
+        agent_config.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused).1);
+    assert!(
+        text(&refused).1.contains("not an admin"),
+        "{}",
+        text(&refused).1
+    );
+
+    // Nothing listening: a clear error, exit 1.
+    let down = env.ward(&["agent", "list", "--server", "127.0.0.1:1"]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        text(&down).1.contains("cannot reach the Ward server"),
+        "{}",
+        text(&down).1
+    );
+    // No config at all.
+    let none = env.ward(&[
+        "agent",
+        "list",
+        "--client-config",
+        "/nonexistent/client.toml",
+    ]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        text(&none).1.contains("ward server init"),
+        "{}",
+        text(&none).1
+    );
+}
+
+/// Minimal access to the client config's fields without a TOML dependency
+/// in the test: the file is flat `key = "value"` lines.
+mod toml_like {
+    use std::path::{Path, PathBuf};
+
+    pub struct Config {
+        pub lines: Vec<(String, String)>,
+        pub certificate: PathBuf,
+        pub key: PathBuf,
+    }
+
+    pub fn read(path: &Path) -> Config {
+        let mut lines = Vec::new();
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            if let Some((k, v)) = line.split_once(" = ") {
+                lines.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        Config {
+            lines,
+            certificate: PathBuf::new(),
+            key: PathBuf::new(),
+        }
+    }
+
+    pub fn write(path: &Path, c: &Config) {
+        let mut out = String::new();
+        for (k, v) in &c.lines {
+            let v = match k.as_str() {
+                "certificate" => format!("{:?}", c.certificate.to_str().unwrap()),
+                "key" => format!("{:?}", c.key.to_str().unwrap()),
+                _ => v.clone(),
+            };
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+        std::fs::write(path, out).unwrap();
+    }
+}
+
+/// Registers agents as fast as the CLI can while the server is killed with
+/// SIGKILL; every registration the CLI saw acknowledged must be there after
+/// a restart.
+fn acknowledged_writes_survive_kill_9(store: Option<&str>) {
+    let env = Env::new();
+    env.init(store);
+    let server = env.run(store);
+    let addr = server.addr.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut acked = Vec::new();
+            for i in 0..400 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let name = format!("agent-{i:03}");
+                let out = env.ward(&[
+                    "agent", "register", &name, "--team", "crash", "--server", &addr, "--output",
+                    "json",
+                ]);
+                if out.status.success() {
+                    acked.push(name);
+                }
+            }
+            acked
+        });
+        // Let a number of writes land, then kill mid-stream.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            let out = env.ward(&["agent", "list", "--server", &addr, "--output", "json"]);
+            if out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout)
+                    .unwrap()
+                    .as_array()
+                    .unwrap()
+                    .len()
+                    >= 15
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut server = server;
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap()
+    });
+    assert!(
+        acknowledged.len() >= 15,
+        "only {} writes before the kill",
+        acknowledged.len()
+    );
+
+    let server = env.run(store);
+    let list = json_of(&env.ward(&[
+        "agent",
+        "list",
+        "--server",
+        &server.addr,
+        "--output",
+        "json",
+    ]));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    for name in &acknowledged {
+        assert!(
+            names.contains(&name.as_str()),
+            "acknowledged {name} lost after kill -9"
+        );
+    }
+    // And the store still accepts writes.
+    json_of(&env.ward(&[
+        "agent",
+        "register",
+        "after-crash",
+        "--server",
+        &server.addr,
+        "--output",
+        "json",
+    ]));
+}
+
+#[test]
+fn kill_9_sqlite() {
+    acknowledged_writes_survive_kill_9(None);
+}
+
+#[test]
+fn kill_9_postgres() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    acknowledged_writes_survive_kill_9(Some(&url));
+}
+
+/// A fresh, empty schema on WARD_TEST_POSTGRES_URL (required when CI=true).
+fn postgres_url() -> Option<String> {
+    let Ok(base) = std::env::var("WARD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "WARD_TEST_POSTGRES_URL is not set but CI=true: PostgreSQL tests must run in CI"
+        );
+        eprintln!("skipping: WARD_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let mut raw = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut raw).unwrap();
+    let schema = format!(
+        "ward_t_{}",
+        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    });
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+#[test]
+fn config_file_problems_are_reported_together() {
+    let env = Env::new();
+    let path = env.tmp.path().join("ward.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"everywhere\"\nsvid_tl = \"15m\"\nstore = \"mysql://db\"\n",
+    )
+    .unwrap();
+    let out = env.ward(&["server", "run", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("3 problems"), "{stderr}");
+    assert!(stderr.contains("ward.toml:2:1: server.listen"), "{stderr}");
+    assert!(stderr.contains("did you mean `svid_ttl`"), "{stderr}");
+    assert!(stderr.contains("ward.toml:4:1: server.store"), "{stderr}");
+
+    // A good file; environment overrides it, flags override both.
+    std::fs::write(
+        &path,
+        "[server]\ndata_dir = \"/srv/ward\"\nlisten = \"127.0.0.1:9000\"\nsvid_ttl = \"1h\"\n",
+    )
+    .unwrap();
+    let check = |extra_env: &[(&str, &str)], flags: &[&str]| {
+        let mut c = env.cmd();
+        c.args([
+            "server",
+            "run",
+            "--check",
+            "--output",
+            "json",
+            "--config",
+            path.to_str().unwrap(),
+        ]);
+        c.args(flags);
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        json_of(&c.output().unwrap())
+    };
+    let file_only = check(&[], &[]);
+    assert_eq!(file_only["listen"], "127.0.0.1:9000");
+    assert_eq!(file_only["svid_ttl_secs"], 3600);
+    assert_eq!(file_only["data_dir"], "/srv/ward");
+    assert_eq!(file_only["store"], "sqlite:///srv/ward/ward.db");
+    let env_wins = check(&[("WARD_LISTEN", "127.0.0.1:9001")], &[]);
+    assert_eq!(env_wins["listen"], "127.0.0.1:9001");
+    let flag_wins = check(
+        &[("WARD_LISTEN", "127.0.0.1:9001")],
+        &["--listen", "127.0.0.1:9002"],
+    );
+    assert_eq!(flag_wins["listen"], "127.0.0.1:9002");
+
+    // No file, no data dir: told how to fix it.
+    let out = env.ward(&["server", "run"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out).1.contains("--data-dir"), "{}", text(&out).1);
+}
