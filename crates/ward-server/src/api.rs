@@ -89,6 +89,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{name}", get(agents::show).patch(agents::update))
         .route("/v1/agents/{name}/retire", post(agents::retire))
         .route("/v1/agents/{name}/tokens", post(agents::create_token))
+        .route("/v1/agents/{name}/revoke", post(agents::revoke))
+        .route("/v1/agents/{name}/quarantine", post(agents::quarantine))
+        .route("/v1/agents/{name}/release", post(agents::release))
+        .route(
+            "/v1/certificates/{serial}/revoke",
+            post(agents::revoke_certificate),
+        )
+        .route("/v1/revocations", get(agents::revocations))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/status", get(status::status))
         .route("/v1/openapi.json", get(status::openapi))

@@ -61,6 +61,30 @@ pub(crate) enum Command {
     Agent(AgentArgs),
     /// Join tokens that let a proxy enroll an agent.
     Token(TokenArgs),
+    /// Issued certificates: revoke one by serial, list revocations.
+    Cert(CertArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CertArgs {
+    #[command(flatten)]
+    pub(crate) conn: Connection,
+    #[command(subcommand)]
+    pub(crate) command: CertCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertCommand {
+    /// Revoke one certificate by serial (`ward svid inspect` shows it).
+    Revoke {
+        /// Serial number in hex; colons and case are ignored.
+        serial: String,
+        /// Why (kept with the revocation).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List every revocation (agents and serials), oldest first.
+    Revocations,
 }
 
 /// How the CLI reaches the server (shared by every client command).
@@ -138,6 +162,26 @@ pub(crate) enum AgentCommand {
     },
     /// Retire an agent: final; its SVIDs are no longer renewed.
     Retire {
+        /// Agent name.
+        name: String,
+    },
+    /// Revoke an agent: every certificate it holds or will hold is refused
+    /// everywhere, now; final.
+    Revoke {
+        /// Agent name.
+        name: String,
+        /// Why (kept with the revocation).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Quarantine an agent: it keeps its identity but proxies confine it to
+    /// what the quarantine policy allows.
+    Quarantine {
+        /// Agent name.
+        name: String,
+    },
+    /// End an agent's quarantine.
+    Release {
         /// Agent name.
         name: String,
     },

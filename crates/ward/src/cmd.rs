@@ -2,6 +2,7 @@
 
 mod agent;
 mod ca;
+mod cert;
 pub(crate) mod client;
 mod server;
 mod svid;
@@ -53,6 +54,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Server(ServerCommand::Status { conn }) => server::status(&conn),
         Command::Agent(args) => agent::run(args),
         Command::Token(args) => token::run(args),
+        Command::Cert(args) => cert::run(args),
         Command::Ca(CaCommand::Init {
             dir,
             trust_domain,

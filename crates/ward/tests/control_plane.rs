@@ -563,3 +563,101 @@ fn config_file_problems_are_reported_together() {
     assert_eq!(out.status.code(), Some(64));
     assert!(text(&out).1.contains("--data-dir"), "{}", text(&out).1);
 }
+
+#[test]
+fn containment_commands() {
+    let env = Env::new();
+    env.init(None);
+    let server = env.run(None);
+    let s = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server.addr]);
+        env.ward(&all)
+    };
+    json_of(&s(&["agent", "register", "scout", "--output", "json"]));
+    let q = json_of(&s(&["agent", "quarantine", "scout", "--output", "json"]));
+    assert_eq!(q["status"], "quarantined");
+    let r = json_of(&s(&["agent", "release", "scout", "--output", "json"]));
+    assert_eq!(r["status"], "active");
+    let again = s(&["agent", "release", "scout"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again).1.contains("not quarantined"),
+        "{}",
+        text(&again).1
+    );
+
+    // Enroll the agent for real to get a serial the server issued.
+    let token = json_of(&s(&[
+        "token", "create", "--agent", "scout", "--output", "json",
+    ]));
+    let serial = enroll(
+        &env,
+        &server.addr,
+        "scout",
+        token["token"].as_str().unwrap(),
+    );
+    let pretty = serial.to_uppercase();
+    let revoked = json_of(&s(&[
+        "cert",
+        "revoke",
+        &pretty,
+        "--reason",
+        "laptop stolen",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(revoked["revocation"]["target"]["subject"], serial);
+    // A certificate this server never issued: refused with a hint.
+    let unknown = s(&["cert", "revoke", "0123abcd"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown).1.contains("never issued"),
+        "{}",
+        text(&unknown).1
+    );
+    let not_hex = s(&["cert", "revoke", "zz"]);
+    assert_eq!(not_hex.status.code(), Some(1));
+
+    let out = json_of(&s(&[
+        "agent",
+        "revoke",
+        "scout",
+        "--reason",
+        "compromised",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(out["agent"]["status"], "revoked");
+    let list = s(&["cert", "revocations"]);
+    let (table, _) = text(&list);
+    assert!(table.starts_with("KIND"), "{table}");
+    assert!(
+        table.contains("laptop stolen") && table.contains("compromised"),
+        "{table}"
+    );
+    let back = s(&["agent", "release", "scout"]);
+    assert_eq!(back.status.code(), Some(1), "revoked is final");
+}
+
+/// Enrolls `name` with a join token through the client library; returns the
+/// issued serial.
+fn enroll(env: &Env, addr: &str, name: &str, token: &str) -> String {
+    use base64::Engine;
+    ward_identity::provider::install_default();
+    let td = ward_identity::TrustDomain::new("example.org").unwrap();
+    let bundle = ward_identity::TrustBundle::read(td, &env.data().join("bundle.json")).unwrap();
+    let client = ward_client::Client::new(addr, &bundle, None).unwrap();
+    let key = ward_identity::PrivateKey::generate(ward_identity::KeyAlgorithm::EcdsaP256).unwrap();
+    let id = ward_core::SpiffeId::new(&format!("spiffe://example.org/agent/{name}")).unwrap();
+    let csr = ward_identity::csr::create(&key, &id).unwrap();
+    let body = serde_json::json!({
+        "join_token": token,
+        "csr": base64::engine::general_purpose::STANDARD.encode(csr.as_ref()),
+    });
+    let resp: Value = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(client.call(ward_client::Method::POST, "/v1/enroll", Some(&body)))
+        .unwrap();
+    resp["serial"].as_str().unwrap().to_owned()
+}

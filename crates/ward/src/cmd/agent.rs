@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::json;
 use ward_client::Method;
+use ward_server::api::agents::RevokeResponse;
 use ward_server::store::{Agent, AgentAttributes};
 
 use crate::cli::{AgentCommand, AttributeFlags, Output};
@@ -65,6 +66,46 @@ pub(crate) fn run(args: crate::cli::AgentArgs) -> anyhow::Result<ExitCode> {
                     None => json!({ "attributes": attrs }),
                 };
                 let agent: Agent = api.call(Method::PATCH, &path, Some(&body)).await?;
+                print_one(&agent, output)
+            }
+            AgentCommand::Revoke { name, reason } => {
+                let resp: RevokeResponse = api
+                    .call(
+                        Method::POST,
+                        &format!("{}/revoke", agent_path(&name)?),
+                        Some(&json!({ "reason": reason })),
+                    )
+                    .await?;
+                match output {
+                    Output::Json => crate::cmd::print_json(&serde_json::to_value(&resp)?)?,
+                    Output::Text => eprintln!(
+                        "revoked {name} at revision {} ({}); proxies refuse its certificates as they apply it",
+                        resp.revocation.revision, resp.revocation.reason
+                    ),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AgentCommand::Quarantine { name } => {
+                let agent: Agent = api
+                    .call(
+                        Method::POST,
+                        &format!("{}/quarantine", agent_path(&name)?),
+                        None::<&()>,
+                    )
+                    .await?;
+                if output == Output::Text {
+                    eprintln!("quarantined {}; `ward agent release {0}` ends it", agent.name);
+                }
+                print_one(&agent, output)
+            }
+            AgentCommand::Release { name } => {
+                let agent: Agent = api
+                    .call(
+                        Method::POST,
+                        &format!("{}/release", agent_path(&name)?),
+                        None::<&()>,
+                    )
+                    .await?;
                 print_one(&agent, output)
             }
             AgentCommand::Retire { name } => {

@@ -277,7 +277,7 @@ async fn openapi_document_matches_the_router() {
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = 0;
     for (path, item) in paths {
-        let uri = path.replace("{name}", "alpha");
+        let uri = path.replace("{name}", "alpha").replace("{serial}", "ab01");
         for method in item.as_object().unwrap().keys() {
             operations += 1;
             let method = method.to_uppercase();
@@ -299,5 +299,122 @@ async fn openapi_document_matches_the_router() {
             );
         }
     }
-    assert_eq!(operations, 12, "update the count when adding endpoints");
+    assert_eq!(operations, 17, "update the count when adding endpoints");
+}
+
+#[tokio::test]
+async fn revoke_quarantine_release() {
+    let h = harness().await;
+    h.register("alpha").await;
+    let (s, body, _) = h
+        .call("POST", "/v1/agents/alpha/quarantine", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "quarantined");
+    let (s, body, _) = h
+        .call("POST", "/v1/agents/alpha/release", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "active");
+    let (s, body, _) = h
+        .call("POST", "/v1/agents/alpha/release", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+
+    let (s, body, _) = h
+        .call(
+            "POST",
+            "/v1/agents/alpha/revoke",
+            &h.admin,
+            Some(json!({"reason": "key leaked"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["agent"]["status"], "revoked");
+    assert_eq!(body["revocation"]["reason"], "key leaked");
+    // Revoked is final: no quarantine, no release back to active.
+    let (s, _, _) = h
+        .call("POST", "/v1/agents/alpha/quarantine", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _, _) = h
+        .call("POST", "/v1/agents/alpha/release", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Unknown serials and malformed input are refused, not silently "revoked".
+    let (s, body, _) = h
+        .call("POST", "/v1/certificates/abcdef/revoke", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    let (s, _, _) = h
+        .call("POST", "/v1/certificates/xyz/revoke", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/v1/agents/alpha/revoke",
+            &h.admin,
+            Some(json!({"reason": "a\nb"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Only admins.
+    let (s, _, _) = h
+        .call("POST", "/v1/agents/alpha/revoke", &Caller::default(), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (s, list, _) = h.call("GET", "/v1/revocations", &h.admin, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["target"]["subject"], "alpha");
+}
+
+#[tokio::test]
+async fn revoke_one_certificate_by_serial() {
+    let h = harness().await;
+    let token = h.register_with_token("beta").await;
+    let key = ward_identity::PrivateKey::generate(ward_identity::KeyAlgorithm::EcdsaP256).unwrap();
+    let (s, body, _) = h
+        .call(
+            "POST",
+            "/v1/enroll",
+            &Caller::default(),
+            Some(json!({"join_token": token, "csr": super::csr_b64(&key, "spiffe://ward.test/agent/beta")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let serial = body["serial"].as_str().unwrap().to_owned();
+    // Upper case with colons is the same serial.
+    let pretty: String = serial
+        .to_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    let (s, body, _) = h
+        .call(
+            "POST",
+            &format!("/v1/certificates/{pretty}/revoke"),
+            &h.admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["revocation"]["target"]["subject"], serial);
+    assert!(body.get("agent").is_none());
+    // The agent itself stays active; only that certificate is dead.
+    let (_, agent, _) = h.call("GET", "/v1/agents/beta", &h.admin, None).await;
+    assert_eq!(agent["status"], "active");
+    assert!(
+        h.state
+            .store
+            .is_revoked(&ward_core::AgentName::new("beta").unwrap(), &serial)
+            .await
+            .unwrap()
+    );
 }
