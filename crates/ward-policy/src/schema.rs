@@ -1,0 +1,163 @@
+//! The Cedar schema policies and entities are checked against: Ward's
+//! default ([`WARD_SCHEMA`]) plus any user fragments.
+//!
+//! A [`Schema`] remembers a digest of its text so that a [`crate::PolicySet`]
+//! or [`crate::EntityStore`] validated against one schema is never paired
+//! with another in an [`crate::Engine`].
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use cedar_policy::SchemaFragment;
+use miette::Diagnostic as _;
+
+use crate::problem::{LoadError, Problem};
+
+/// Ward's default schema, in Cedar schema syntax (namespace-free).
+pub const WARD_SCHEMA: &str = include_str!("../schema/ward.cedarschema");
+
+/// The file name the default schema's problems are reported under.
+pub const WARD_SCHEMA_NAME: &str = "ward.cedarschema";
+
+/// A parsed, merged Cedar schema. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct Schema {
+    cedar: Arc<cedar_policy::Schema>,
+    digest: [u8; 32],
+}
+
+impl Schema {
+    /// Ward's default schema alone.
+    pub fn ward() -> Result<Self, LoadError> {
+        Self::with_fragments(std::iter::empty::<(&str, &str)>())
+    }
+
+    /// Ward's default schema extended with user fragments, given as
+    /// `(file name, Cedar schema text)`. Every problem in every fragment is
+    /// reported.
+    pub fn with_fragments<'a>(
+        extra: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, LoadError> {
+        Self::from_fragments(std::iter::once((WARD_SCHEMA_NAME, WARD_SCHEMA)).chain(extra))
+    }
+
+    /// A schema made only of the given fragments, without Ward's default.
+    pub fn from_fragments<'a>(
+        fragments: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, LoadError> {
+        let mut problems = Vec::new();
+        let mut parsed = Vec::new();
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        for (name, text) in fragments {
+            for part in [name, text] {
+                ctx.update(&(part.len() as u64).to_be_bytes());
+                ctx.update(part.as_bytes());
+            }
+            match SchemaFragment::from_cedarschema_str(text) {
+                Ok((fragment, _warnings)) => parsed.push(fragment),
+                Err(err) => problems.push(Problem::from_diagnostic(&err, name, text)),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(LoadError::new(problems));
+        }
+        let cedar = cedar_policy::Schema::from_schema_fragments(parsed).map_err(|err| {
+            LoadError::new(vec![
+                Problem::new(format!("schema fragments do not combine: {err}")).with_help(
+                    err.help().map_or_else(
+                        || "declare each entity type and action once, and define every type you reference".to_owned(),
+                        |h| h.to_string(),
+                    ),
+                ),
+            ])
+        })?;
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Ok(Self {
+            cedar: Arc::new(cedar),
+            digest: out,
+        })
+    }
+
+    /// The Cedar schema, for callers that use Cedar's own tools.
+    pub fn cedar(&self) -> &cedar_policy::Schema {
+        &self.cedar
+    }
+
+    /// SHA-256 of the fragments' names and text.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests"
+    )]
+
+    use std::str::FromStr;
+
+    use cedar_policy::EntityUid;
+
+    use super::*;
+
+    #[test]
+    fn default_schema_has_the_action_groups() {
+        let schema = Schema::ward().unwrap();
+        let actions: Vec<String> = schema.cedar().actions().map(ToString::to_string).collect();
+        for name in [
+            "GET",
+            "OPTIONS",
+            "tools/call",
+            "prompts/get",
+            "message/stream",
+            "tasks/cancel",
+            "agent/register",
+            "policy/push",
+        ] {
+            assert!(
+                actions.contains(&format!("Action::\"{name}\"")),
+                "{name} missing from {actions:?}"
+            );
+        }
+        let entities = schema.cedar().action_entities().unwrap();
+        let get = EntityUid::from_str(r#"Action::"GET""#).unwrap();
+        let http = EntityUid::from_str(r#"Action::"http""#).unwrap();
+        let mcp = EntityUid::from_str(r#"Action::"mcp""#).unwrap();
+        assert!(entities.is_ancestor_of(&http, &get));
+        assert!(!entities.is_ancestor_of(&mcp, &get));
+    }
+
+    #[test]
+    fn fragments_extend_the_default_and_change_the_digest() {
+        let base = Schema::ward().unwrap();
+        let extended =
+            Schema::with_fragments([("extra.cedarschema", "entity Vault { tier: Long };")])
+                .unwrap();
+        assert!(
+            extended
+                .cedar()
+                .entity_types()
+                .any(|t| t.to_string() == "Vault")
+        );
+        assert_ne!(base.digest(), extended.digest());
+    }
+
+    #[test]
+    fn parse_errors_name_file_line_and_column() {
+        let err = Schema::with_fragments([(
+            "bad.cedarschema",
+            "entity Ok;\nentity Broken {\n  x: ,\n};",
+        )])
+        .unwrap_err();
+        let problem = &err.problems()[0];
+        let location = problem.location.as_ref().unwrap();
+        assert_eq!(location.file, "bad.cedarschema");
+        assert_eq!(location.line, 3, "{err}");
+    }
+}
