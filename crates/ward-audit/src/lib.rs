@@ -11,6 +11,8 @@
 //!   [`Log::checkpoint`], and produce proofs;
 //! - [`AuditRecord`]: the versioned, canonically encoded decision record;
 //! - [`verify_log`]: offline verification of a mirrored log;
+//! - [`Spool`] and [`GroupCommit`]: the proxy's durable local queue of
+//!   records waiting to be shipped to the server's log;
 //! - [`InclusionProof::verify`], [`ConsistencyProof::verify`],
 //!   [`SignedCheckpoint::open`]: client-side checks;
 //! - [`TileNodes`] with [`tree::inclusion_proof`] etc.: proofs from any
@@ -22,7 +24,8 @@
 //! bundles), [`store`] (storage trait, memory and filesystem stores),
 //! [`nodes`] (tree nodes from stored tiles), [`note`] (signed notes),
 //! [`checkpoint`] (tree heads as notes), [`log`] (the appender), [`record`]
-//! (the audit record), [`verify`] (offline verification).
+//! (the audit record), [`verify`] (offline verification), [`spool`] (the
+//! proxy-side spool).
 
 pub mod bundle;
 pub mod checkpoint;
@@ -34,6 +37,7 @@ pub mod nodes;
 pub mod note;
 pub mod proof;
 pub mod record;
+pub mod spool;
 pub mod store;
 pub mod tile;
 pub mod tree;
@@ -48,6 +52,7 @@ pub use nodes::{TileNodes, TileReadError};
 pub use note::{KeyName, NoteError, NoteSigner, NoteVerifier, SignedNote};
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
 pub use record::{AuditRecord, Decision, RecordError, RequestDigest};
+pub use spool::{Batch, GroupCommit, Spool, SpoolError, SpoolOptions, SpoolStats};
 pub use store::fs::FsStore;
 pub use store::{MemoryStore, StoreError, TileStore};
 pub use tile::{BundleId, LogPath, TileId, TileWidth};

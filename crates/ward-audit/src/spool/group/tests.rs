@@ -1,0 +1,139 @@
+//! Group commit under concurrency, shipping through the handle, and
+//! shutdown.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+const OPTS: SpoolOptions = SpoolOptions {
+    max_bytes: 64 << 20,
+    segment_bytes: 64 << 10,
+    max_record_bytes: 1024,
+};
+
+fn payload(thread: usize, i: usize) -> Vec<u8> {
+    let mut p = format!("thread {thread} record {i} ").into_bytes();
+    p.resize(40 + (thread * 31 + i * 7) % 200, b'.');
+    p
+}
+
+#[test]
+fn concurrent_appends_get_unique_seqs_in_order_and_share_fsyncs() {
+    const THREADS: usize = 8;
+    const EACH: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = GroupCommit::open(dir.path(), OPTS).unwrap();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let spool = spool.clone();
+            thread::spawn(move || {
+                (0..EACH)
+                    .map(|i| (spool.append(payload(t, i)).unwrap(), payload(t, i)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut acked = BTreeMap::new();
+    for h in handles {
+        for (seq, p) in h.join().unwrap() {
+            assert!(acked.insert(seq, p).is_none(), "seq {seq} handed out twice");
+        }
+    }
+    let total = (THREADS * EACH) as u64;
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (0..total).collect::<Vec<_>>()
+    );
+
+    let batch = spool.read_batch(0, usize::MAX, usize::MAX).unwrap();
+    assert_eq!(batch.seqs(), 0..total);
+    for (seq, record) in batch.iter() {
+        assert_eq!(record, acked[&seq].as_slice(), "seq {seq}");
+    }
+    let stats = spool.stats().unwrap();
+    assert_eq!(stats.appended, total);
+    assert!(
+        stats.syncs < total,
+        "{} fsyncs for {total} appends: no grouping",
+        stats.syncs
+    );
+    eprintln!("{total} appends in {} fsyncs", stats.syncs);
+}
+
+#[test]
+fn shipping_goes_through_the_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = GroupCommit::open(dir.path(), OPTS).unwrap();
+    for i in 0..10 {
+        assert_eq!(spool.append(payload(0, i)).unwrap(), i as u64);
+    }
+    let batch = spool.read_batch(0, 4, usize::MAX).unwrap();
+    assert_eq!(batch.seqs(), 0..4);
+    spool.ack(batch.last_seq().unwrap()).unwrap();
+    let stats = spool.stats().unwrap();
+    assert_eq!((stats.oldest_pending, stats.pending_records), (Some(4), 6));
+    assert_eq!(spool.read_batch(0, 100, usize::MAX).unwrap().seqs(), 4..10);
+    assert!(matches!(
+        spool.ack(10),
+        Err(SpoolError::AckBeyondEnd { .. })
+    ));
+    // An oversized record fails alone, before it reaches a group.
+    assert!(matches!(
+        spool.append(vec![0; 1025]),
+        Err(SpoolError::RecordTooLarge { len: 1025, .. })
+    ));
+    assert_eq!(spool.append(payload(0, 10)).unwrap(), 10);
+}
+
+#[test]
+fn a_full_spool_fails_every_caller_of_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        max_bytes: 4096,
+        segment_bytes: 4096,
+        max_record_bytes: 1024,
+    };
+    let spool = GroupCommit::open(dir.path(), opts).unwrap();
+    let mut n = 0u64;
+    let err = loop {
+        match spool.append(vec![7; 1000]) {
+            Ok(seq) => {
+                assert_eq!(seq, n);
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(n, 4);
+    assert!(matches!(err, SpoolError::Full { max: 4096, .. }));
+    spool.ack(n - 1).unwrap();
+    assert_eq!(spool.append(vec![7; 1000]).unwrap(), n);
+}
+
+#[test]
+fn close_and_drop_commit_then_stop_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = GroupCommit::open(dir.path(), OPTS).unwrap();
+    let other = spool.clone();
+    spool.append(b"one".to_vec()).unwrap();
+    spool.close();
+    // Every handle sees the close; the directory is free again.
+    assert!(matches!(
+        other.append(b"two".to_vec()),
+        Err(SpoolError::Closed)
+    ));
+    assert!(matches!(other.stats(), Err(SpoolError::Closed)));
+    other.close();
+    let reopened = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(reopened.stats().last_seq, Some(0));
+    drop(reopened);
+
+    // Dropping the last handle joins the writer, which releases the lock.
+    let spool = GroupCommit::open(dir.path(), OPTS).unwrap();
+    let clone = spool.clone();
+    assert_eq!(clone.append(b"two".to_vec()).unwrap(), 1);
+    drop(spool);
+    drop(clone);
+    let reopened = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(reopened.stats().last_seq, Some(1));
+}
