@@ -24,7 +24,7 @@
 //! locations), [`version`], [`entities`], [`request`], [`index`],
 //! [`context_refs`] (which context keys a policy reads), [`subset`]
 //! (memoised sub-policy-sets), [`cache`], [`decision`], [`engine`],
-//! [`bundle`] (directory loading).
+//! [`bundle`] (directory loading), [`json`] (validated requests from JSON).
 
 pub mod bundle;
 pub mod cache;
@@ -33,6 +33,7 @@ pub mod decision;
 pub mod engine;
 pub mod entities;
 pub mod index;
+pub mod json;
 pub mod policy_set;
 pub mod problem;
 pub mod request;

@@ -63,6 +63,38 @@ pub(crate) enum Command {
     Token(TokenArgs),
     /// Issued certificates: revoke one by serial, list revocations.
     Cert(CertArgs),
+    /// Policy bundles as code: validate and test them offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Check every policy in DIR strictly against the schema.
+    ///
+    /// DIR holds `*.cedar` files and optionally `schema.cedarschema`
+    /// extending Ward's schema. Every problem is reported at once as
+    /// file:line:column. Exit 2 when the bundle is invalid.
+    Validate {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Run the bundle's test cases (DIR/tests/*.yaml); exit 2 on any failure.
+    ///
+    /// Each file has optional `entities` (Cedar entity JSON as YAML) and
+    /// `cases`, each with principal, action, resource (`Type::"id"`), an
+    /// optional context (merged over defaults), `expect: allow|deny` and an
+    /// optional expected `reason`.
+    Test {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, clap::Args)]

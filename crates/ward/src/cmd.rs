@@ -4,13 +4,14 @@ mod agent;
 mod ca;
 mod cert;
 pub(crate) mod client;
+mod policy;
 mod server;
 mod svid;
 mod token;
 
 use std::process::ExitCode;
 
-use crate::cli::{CaCommand, Cli, Command, ServerCommand, SvidCommand};
+use crate::cli::{CaCommand, Cli, Command, PolicyCommand, ServerCommand, SvidCommand};
 
 /// Something failed; the message says what and how to fix it.
 pub(crate) const EXIT_ERROR: u8 = 1;
@@ -55,6 +56,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args),
         Command::Token(args) => token::run(args),
         Command::Cert(args) => cert::run(args),
+        Command::Policy(PolicyCommand::Validate { dir, output }) => policy::validate(&dir, output),
+        Command::Policy(PolicyCommand::Test { dir, output }) => policy::test(&dir, output),
         Command::Ca(CaCommand::Init {
             dir,
             trust_domain,

@@ -1,0 +1,184 @@
+//! Requests from JSON, checked against the schema: what the AuthZEN API and
+//! policy test files hand the engine.
+//!
+//! The engine trusts its PEP to build well-typed contexts (a mistyped field
+//! compared with `==` is merely false, which could skip a `forbid`). Input
+//! from outside — an AuthZEN caller, a test file — is therefore validated
+//! with Cedar's own request validation first: the principal and resource
+//! types must be ones the action applies to, and the context must have every
+//! required field with the declared type. Only then is it converted.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use cedar_policy::EntityUid;
+
+use crate::request::{Context, ContextError, Request, Value};
+use crate::schema::Schema;
+
+/// Parses `Type::"id"` (Cedar's entity reference syntax).
+pub fn parse_uid(text: &str) -> Result<EntityUid, ContextError> {
+    EntityUid::from_str(text.trim()).map_err(|e| {
+        ContextError::new(format!(
+            "{text:?} is not an entity reference; write Type::\"id\", e.g. Agent::\"planner\" ({e})"
+        ))
+    })
+}
+
+/// An entity reference from a type name and an id (ids may hold any text).
+pub fn uid(type_name: &str, id: &str) -> Result<EntityUid, ContextError> {
+    let ty = cedar_policy::EntityTypeName::from_str(type_name).map_err(|e| {
+        ContextError::new(format!("{type_name:?} is not an entity type name ({e})"))
+    })?;
+    Ok(EntityUid::from_type_name_and_id(
+        ty,
+        cedar_policy::EntityId::new(id),
+    ))
+}
+
+/// A request whose context comes from JSON, validated against `schema`.
+pub fn request(
+    schema: &Schema,
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    context: &serde_json::Value,
+) -> Result<Request, ContextError> {
+    let cedar_context =
+        cedar_policy::Context::from_json_value(context.clone(), Some((schema.cedar(), &action)))
+            .map_err(|e| ContextError::new(format!("context: {e}")))?;
+    cedar_policy::Request::new(
+        principal.clone(),
+        action.clone(),
+        resource.clone(),
+        cedar_context,
+        Some(schema.cedar()),
+    )
+    .map_err(|e| ContextError::new(e.to_string()))?;
+    let serde_json::Value::Object(fields) = context else {
+        return Err(ContextError::new(
+            "context must be a JSON object".to_owned(),
+        ));
+    };
+    let context = fields
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), value(v)?)))
+        .collect::<Result<BTreeMap<_, _>, ContextError>>()?;
+    Ok(Request::new(
+        principal,
+        action,
+        resource,
+        context.into_iter().collect::<Context>(),
+    ))
+}
+
+/// A Ward value from Cedar's JSON value syntax: `{"__entity": {"type",
+/// "id"}}` for entities, `{"__extn": {"fn": "ip"|"decimal", "arg"}}` for
+/// extension values, other objects as records.
+pub fn value(json: &serde_json::Value) -> Result<Value, ContextError> {
+    use serde_json::Value as J;
+    Ok(match json {
+        J::Bool(b) => Value::Bool(*b),
+        J::Number(n) => Value::Long(n.as_i64().ok_or_else(|| {
+            ContextError::new(format!("{n} is not a 64-bit integer (Cedar has no floats)"))
+        })?),
+        J::String(s) => Value::String(s.clone()),
+        J::Array(items) => Value::Set(items.iter().map(value).collect::<Result<_, _>>()?),
+        J::Null => return Err(ContextError::new("null is not a Cedar value".to_owned())),
+        J::Object(map) => {
+            if let Some(entity) = map.get("__entity") {
+                let field = |k: &str| entity.get(k).and_then(J::as_str);
+                match (field("type"), field("id")) {
+                    (Some(t), Some(id)) => Value::Entity(uid(t, id)?),
+                    _ => {
+                        return Err(ContextError::new(
+                            "__entity needs string \"type\" and \"id\"".to_owned(),
+                        ));
+                    }
+                }
+            } else if let Some(extn) = map.get("__extn") {
+                let field = |k: &str| extn.get(k).and_then(J::as_str);
+                match (field("fn"), field("arg")) {
+                    (Some("ip"), Some(arg)) => Value::Ip(arg.to_owned()),
+                    (Some("decimal"), Some(arg)) => Value::Decimal(arg.to_owned()),
+                    _ => {
+                        return Err(ContextError::new(
+                            "__extn needs \"fn\" (ip or decimal) and a string \"arg\"".to_owned(),
+                        ));
+                    }
+                }
+            } else {
+                Value::Record(
+                    map.iter()
+                        .map(|(k, v)| Ok((k.clone(), value(v)?)))
+                        .collect::<Result<_, ContextError>>()?,
+                )
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    use serde_json::json;
+
+    use super::*;
+
+    fn ctx() -> serde_json::Value {
+        json!({"time": 0, "hour": 12, "method": "GET", "path": "/", "data_labels": [], "risk_score": 5})
+    }
+
+    #[test]
+    fn valid_requests_convert() {
+        let schema = Schema::ward().unwrap();
+        let r = request(
+            &schema,
+            parse_uid(r#"Agent::"a""#).unwrap(),
+            parse_uid(r#"Action::"GET""#).unwrap(),
+            parse_uid(r#"Agent::"b""#).unwrap(),
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(r.context.get("risk_score"), Some(&Value::Long(5)));
+        assert_eq!(r.context.get("data_labels"), Some(&Value::Set(vec![])));
+    }
+
+    #[test]
+    fn schema_violations_are_refused() {
+        let schema = Schema::ward().unwrap();
+        let a = parse_uid(r#"Agent::"a""#).unwrap();
+        let get = parse_uid(r#"Action::"GET""#).unwrap();
+        let b = parse_uid(r#"Agent::"b""#).unwrap();
+        // Missing a required field.
+        let mut missing = ctx();
+        missing.as_object_mut().unwrap().remove("risk_score");
+        assert!(request(&schema, a.clone(), get.clone(), b.clone(), &missing).is_err());
+        // Wrong type.
+        let mut wrong = ctx();
+        wrong["risk_score"] = json!("high");
+        assert!(request(&schema, a.clone(), get.clone(), b.clone(), &wrong).is_err());
+        // A principal type the action does not apply to.
+        let team = parse_uid(r#"Team::"t""#).unwrap();
+        assert!(request(&schema, team, get.clone(), b.clone(), &ctx()).is_err());
+        // An action the schema does not declare.
+        let fly = parse_uid(r#"Action::"FLY""#).unwrap();
+        assert!(request(&schema, a, fly, b, &ctx()).is_err());
+        assert!(parse_uid("planner").is_err());
+        assert!(value(&json!(1.5)).is_err());
+        assert!(value(&json!(null)).is_err());
+    }
+
+    #[test]
+    fn extension_and_entity_values() {
+        assert_eq!(
+            value(&json!({"__extn": {"fn": "ip", "arg": "10.0.0.1"}})).unwrap(),
+            Value::Ip("10.0.0.1".into())
+        );
+        assert_eq!(
+            value(&json!({"__entity": {"type": "Agent", "id": "x"}})).unwrap(),
+            Value::Entity(uid("Agent", "x").unwrap())
+        );
+        assert!(matches!(value(&json!({"a": 1})).unwrap(), Value::Record(_)));
+    }
+}
