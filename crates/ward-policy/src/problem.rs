@@ -127,7 +127,7 @@ pub struct LoadError {
 impl LoadError {
     /// Wraps the problems found; callers only build one when there is at
     /// least one.
-    pub(crate) fn new(problems: Vec<Problem>) -> Self {
+    pub fn new(problems: Vec<Problem>) -> Self {
         Self { problems }
     }
 

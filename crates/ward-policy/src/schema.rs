@@ -19,6 +19,12 @@ pub const WARD_SCHEMA: &str = include_str!("../schema/ward.cedarschema");
 /// The file name the default schema's problems are reported under.
 pub const WARD_SCHEMA_NAME: &str = "ward.cedarschema";
 
+/// The default admin policy the control plane always loads: members of
+/// `Team::"ward-admins"` may use the whole admin API.
+pub const ADMIN_POLICY: &str = include_str!("../policies/admin.cedar");
+/// File name the admin policy is reported under.
+pub const ADMIN_POLICY_NAME: &str = "ward-admin.cedar";
+
 /// A parsed, merged Cedar schema. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct Schema {

@@ -6,6 +6,7 @@
 //! nobody but a join token. Handlers never trust identity from headers.
 
 pub mod agents;
+pub mod authzen;
 pub mod enroll;
 mod error;
 pub mod status;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// When this replica started.
     pub started: std::time::Instant,
+    /// Decides admin calls and AuthZEN requests.
+    pub pdp: Arc<crate::policy::Pdp>,
 }
 
 impl AppState {
@@ -65,18 +68,67 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Refuses callers that are not registered admins.
-pub(crate) async fn require_admin(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+/// Decides an admin API call with Cedar: principal `Human::"<admin name>"`
+/// for registered admins or `Agent::"<name>"` for agent SVIDs, action
+/// `Action::"<action>"`, resource the named agent or `Server::"ward"`. Deny
+/// (including any evaluation error) refuses with the policy's reason.
+pub(crate) async fn require_admin(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    agent: Option<&str>,
+) -> Result<(), ApiError> {
     let peer = caller.0.as_ref().ok_or(ApiError::Unauthenticated)?;
-    if state.store.is_admin(&peer.spiffe_id).await? {
-        Ok(())
-    } else {
-        tracing::warn!(peer = %peer.spiffe_id, "admin request refused");
-        Err(ApiError::Forbidden(format!(
-            "{} is not an admin",
-            peer.spiffe_id
-        )))
+    let internal = |e: crate::policy::PdpError| ApiError::Internal(e.to_string());
+    let principal = match state.store.admin_name(&peer.spiffe_id).await? {
+        Some(name) => crate::policy::entity("Human", &name).map_err(internal)?,
+        None => match peer.spiffe_id.agent_name() {
+            Some(name) => crate::policy::entity("Agent", name.as_str()).map_err(internal)?,
+            None => {
+                tracing::warn!(peer = %peer.spiffe_id, %action, "admin request refused: not an admin or agent identity");
+                return Err(ApiError::Forbidden(format!(
+                    "{} is not an admin",
+                    peer.spiffe_id
+                )));
+            }
+        },
+    };
+    let resource = match agent {
+        Some(name) => crate::policy::entity("Agent", name),
+        None => crate::policy::entity("Server", "ward"),
     }
+    .map_err(internal)?;
+    let now = OffsetDateTime::now_utc();
+    let context = serde_json::json!({
+        "time": now.unix_timestamp(),
+        "hour": i64::from(now.hour()),
+        "method": "ADMIN",
+        "path": action,
+        "data_labels": [],
+        "risk_score": 0,
+    });
+    let request = ward_policy::json::request(
+        state.pdp.schema(),
+        principal,
+        crate::policy::entity("Action", action).map_err(internal)?,
+        resource,
+        &context,
+    )
+    .map_err(|e| ApiError::Internal(format!("admin request for {action}: {e}")))?;
+    let decision = state.pdp.decide(&request);
+    if decision.is_allowed() {
+        return Ok(());
+    }
+    let id = crate::policy::decision_id();
+    let reason = decision
+        .reasons()
+        .first()
+        .map_or_else(|| "no policy permits it".to_owned(), ToString::to_string);
+    tracing::warn!(peer = %peer.spiffe_id, %action, decision_id = %id, %reason, "admin request denied by policy");
+    Err(ApiError::Forbidden(format!(
+        "{} is not an admin allowed to {action}: {reason} (decision {id})",
+        peer.spiffe_id
+    )))
 }
 
 /// The `/v1` API.
@@ -100,6 +152,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/watch", get(watch::watch))
         .route("/v1/status", get(status::status))
         .route("/v1/openapi.json", get(status::openapi))
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route(
+            "/.well-known/authzen-configuration",
+            get(authzen::configuration),
+        )
         .fallback(error::not_found)
         .with_state(state)
 }

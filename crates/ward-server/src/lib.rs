@@ -12,5 +12,6 @@
 pub mod api;
 pub mod data_dir;
 pub mod listener;
+pub mod policy;
 pub mod server;
 pub mod store;

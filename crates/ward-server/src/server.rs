@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub listen: SocketAddr,
     /// Lifetime of agent SVIDs.
     pub svid_ttl: Duration,
+    /// Policy bundle directory (`*.cedar`, optional `schema.cedarschema`)
+    /// loaded beside Ward's admin policy; `None` = the admin policy only.
+    pub policy_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the server could not start.
@@ -55,6 +58,9 @@ pub enum ServerError {
     /// Trust bundle unusable.
     #[error(transparent)]
     Verify(#[from] ward_identity::verify::VerifyError),
+    /// The policy bundle or the entities built from the registry.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PdpError),
 }
 
 /// Starts serving; returns the bound address. Everything spawned stops when
@@ -71,6 +77,11 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
         .listen(&url, watch.clone())
         .await
         .map_err(DataDirError::from)?;
+    // Policy loads before anything listens: an invalid bundle stops the
+    // server instead of running it with no admin policy (fail closed).
+    let pdp = Arc::new(crate::policy::Pdp::load(options.policy_dir.as_deref())?);
+    pdp.refresh(&store).await?;
+    pdp.follow(store.clone(), watch.clone());
     let ca = Arc::new(ca);
     let server_id = SpiffeId::new(&format!("spiffe://{}/ward/server", ca.trust_domain()))
         .map_err(|e| DataDirError::Bundle(e.to_string()))?;
@@ -101,6 +112,7 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
         svid_ttl: options.svid_ttl,
         stopping,
         started: std::time::Instant::now(),
+        pdp,
     };
     // Turns the drain signal into a flag the watch streams can poll without
     // each holding a drain guard (which would make the drain wait for them).

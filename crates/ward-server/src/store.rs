@@ -619,6 +619,32 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// The admin name of `id`, if it is an admin.
+    pub async fn admin_name(&self, id: &SpiffeId) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT name FROM admins WHERE spiffe_id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every admin: SPIFFE ID and name.
+    pub async fn admins(&self) -> Result<Vec<(SpiffeId, String)>, StoreError> {
+        let rows = sqlx::query("SELECT spiffe_id, name FROM admins ORDER BY spiffe_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("spiffe_id")?;
+                Ok((
+                    SpiffeId::new(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    row.try_get("name")?,
+                ))
+            })
+            .collect()
+    }
+
     async fn commit_change<T: serde::Serialize>(
         &self,
         mut tx: Transaction<'_, Any>,

@@ -65,6 +65,7 @@ impl Cluster {
                 store_url: self.store.clone(),
                 listen: "127.0.0.1:0".parse().unwrap(),
                 svid_ttl: Duration::from_secs(600),
+                policy_dir: None,
             },
             watch,
         )

@@ -81,6 +81,8 @@ async fn start() -> Server {
         ClientAuth::Optional,
     )
     .unwrap();
+    let pdp = Arc::new(ward_server::policy::Pdp::load(None).unwrap());
+    pdp.refresh(&store).await.unwrap();
     let state = AppState {
         store,
         ca: ca.clone(),
@@ -88,6 +90,7 @@ async fn start() -> Server {
         svid_ttl: DEFAULT_SVID_TTL,
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
         started: std::time::Instant::now(),
+        pdp,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -284,6 +284,10 @@ pub(crate) enum ServerCommand {
         /// Lifetime of agent SVIDs, e.g. `15m` (1m to 24h) [default: 15m].
         #[arg(long, env = "WARD_SVID_TTL")]
         svid_ttl: Option<String>,
+        /// Policy bundle directory loaded beside Ward's admin policy
+        /// (checked with `ward policy validate`); decides AuthZEN requests.
+        #[arg(long, env = "WARD_POLICY_DIR")]
+        policy_dir: Option<PathBuf>,
         /// Check the configuration, print the effective settings and exit.
         #[arg(long)]
         check: bool,

@@ -41,6 +41,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store,
             listen,
             svid_ttl,
+            policy_dir,
             check,
             output,
         }) => server::run(&server::RunFlags {
@@ -49,6 +50,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store,
             listen,
             svid_ttl,
+            policy_dir,
             check,
             output,
         }),

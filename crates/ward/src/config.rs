@@ -29,6 +29,7 @@ pub(crate) struct ServerFile {
     pub(crate) store: Option<String>,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) svid_ttl: Option<Duration>,
+    pub(crate) policy_dir: Option<PathBuf>,
 }
 
 /// One problem in a config file.
@@ -76,7 +77,7 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-const SERVER_KEYS: &[&str] = &["data_dir", "store", "listen", "svid_ttl"];
+const SERVER_KEYS: &[&str] = &["data_dir", "store", "listen", "svid_ttl", "policy_dir"];
 const TOP_KEYS: &[&str] = &["server"];
 
 type Table = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
@@ -155,6 +156,10 @@ fn server_table(
             "data_dir" => match value.as_str() {
                 Some(s) if !s.is_empty() => out.data_dir = Some(PathBuf::from(s)),
                 _ => bad("must be a non-empty string path, e.g. `data_dir = \"/var/lib/ward\"`".to_owned()),
+            },
+            "policy_dir" => match value.as_str() {
+                Some(s) if !s.is_empty() => out.policy_dir = Some(PathBuf::from(s)),
+                _ => bad("must be a non-empty string path to a policy bundle directory".to_owned()),
             },
             "store" => match value.as_str() {
                 Some(s) if s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://") => {

@@ -74,7 +74,7 @@ pub(crate) async fn register(
     caller: Caller,
     Json(req): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Agent>), ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "agent/register", None).await?;
     let name = parse_name(&req.name)?;
     let agent = state
         .store
@@ -87,7 +87,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Agent>>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "agent/list", None).await?;
     Ok(Json(state.store.agents().await?))
 }
 
@@ -96,7 +96,7 @@ pub(crate) async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Agent>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "agent/show", Some(&name)).await?;
     let name = parse_name(&name)?;
     let agent = state
         .store
@@ -112,7 +112,7 @@ pub(crate) async fn update(
     Path(name): Path<String>,
     Json(req): Json<UpdateRequest>,
 ) -> Result<Json<Agent>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "agent/update", Some(&name)).await?;
     let name = parse_name(&name)?;
     let update = AgentUpdate {
         attributes: req.attributes,
@@ -126,7 +126,7 @@ pub(crate) async fn retire(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Agent>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "agent/retire", Some(&name)).await?;
     let name = parse_name(&name)?;
     Ok(Json(
         state
@@ -142,7 +142,7 @@ pub(crate) async fn create_token(
     Path(name): Path<String>,
     body: Option<Json<TokenRequest>>,
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "token/create", Some(&name)).await?;
     let name = parse_name(&name)?;
     let ttl = body
         .and_then(|Json(b)| b.ttl_secs)
@@ -204,7 +204,7 @@ pub(crate) async fn revoke(
     Path(name): Path<String>,
     body: Option<Json<RevokeRequest>>,
 ) -> Result<Json<RevokeResponse>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "agent/revoke", Some(&name)).await?;
     let name = parse_name(&name)?;
     let reason = reason_of(body)?;
     let revocation = state
@@ -223,7 +223,7 @@ pub(crate) async fn revoke_certificate(
     Path(serial): Path<String>,
     body: Option<Json<RevokeRequest>>,
 ) -> Result<Json<RevokeResponse>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "cert/revoke", None).await?;
     let serial: String = serial
         .chars()
         .filter(|c| *c != ':')
@@ -269,7 +269,7 @@ pub(crate) async fn release(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Agent>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "agent/release", Some(&name)).await?;
     let name = parse_name(&name)?;
     let current = state
         .store
@@ -285,13 +285,22 @@ pub(crate) async fn release(
     set_status(state, caller, name.to_string(), AgentStatus::Active).await
 }
 
+fn status_action(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Quarantined => "agent/quarantine",
+        AgentStatus::Active => "agent/release",
+        AgentStatus::Revoked => "agent/revoke",
+        AgentStatus::Retired => "agent/retire",
+    }
+}
+
 async fn set_status(
     state: AppState,
     caller: Caller,
     name: String,
     status: AgentStatus,
 ) -> Result<Json<Agent>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, status_action(status), Some(&name)).await?;
     let name = parse_name(&name)?;
     let agent = state.store.set_agent_status(&name, status, now()).await?;
     tracing::warn!(agent = %name, %status, revision = agent.revision, "agent status changed");
@@ -303,6 +312,6 @@ pub(crate) async fn revocations(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Revocation>>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "revocation/list", None).await?;
     Ok(Json(state.store.revocations().await?))
 }

@@ -44,7 +44,7 @@ pub(crate) async fn status(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Status>, ApiError> {
-    require_admin(&state, &caller).await?;
+    require_admin(&state, &caller, "server/status", None).await?;
     let agents = state
         .store
         .agent_counts()

@@ -21,6 +21,10 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with_policy(None).await
+}
+
+async fn harness_with_policy(policy_dir: Option<&std::path::Path>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("w.db").display()))
         .await
@@ -37,6 +41,8 @@ async fn harness() -> Harness {
         serial: ward_identity::svid::Serial::from_bytes(&[1]),
         not_after: i64::MAX,
     }));
+    let pdp = Arc::new(crate::policy::Pdp::load(policy_dir).unwrap());
+    pdp.refresh(&store).await.unwrap();
     Harness {
         state: AppState {
             store,
@@ -45,6 +51,7 @@ async fn harness() -> Harness {
             svid_ttl: DEFAULT_SVID_TTL,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             started: std::time::Instant::now(),
+            pdp,
         },
         admin,
         _dir: dir,
@@ -415,4 +422,5 @@ async fn admin_registry_round_trip() {
     );
 }
 
+mod policy;
 mod watch;

@@ -98,6 +98,7 @@ pub(crate) struct RunFlags {
     pub(crate) store: Option<String>,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) svid_ttl: Option<String>,
+    pub(crate) policy_dir: Option<PathBuf>,
     pub(crate) check: bool,
     pub(crate) output: Output,
 }
@@ -143,6 +144,7 @@ fn effective(flags: &RunFlags) -> anyhow::Result<RunOptions> {
         store_url: flags.store.clone().or(file.store),
         listen,
         svid_ttl,
+        policy_dir: flags.policy_dir.clone().or(file.policy_dir),
     })
 }
 
@@ -159,6 +161,7 @@ pub(crate) fn run(flags: &RunFlags) -> anyhow::Result<ExitCode> {
                 "store": store,
                 "listen": options.listen.to_string(),
                 "svid_ttl_secs": options.svid_ttl.as_secs(),
+                "policy_dir": options.policy_dir.as_ref().map(|p| p.display().to_string()),
             }))?,
             Output::Text => print!(
                 "{}",

@@ -299,7 +299,7 @@ async fn openapi_document_matches_the_router() {
             );
         }
     }
-    assert_eq!(operations, 17, "update the count when adding endpoints");
+    assert_eq!(operations, 20, "update the count when adding endpoints");
 }
 
 #[tokio::test]

@@ -1,0 +1,279 @@
+//! Cedar decides the admin API, and the AuthZEN API answers the spec's own
+//! examples (tests/fixtures/authzen, transcribed from AuthZEN 1.0).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{Harness, harness, harness_with_policy};
+use crate::api::{Caller, router};
+
+fn fixture(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/authzen")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A bundle that gives the spec's example vocabulary (users, accounts,
+/// documents, can_read/read) meaning: alice may read account 123 and
+/// documents 1 and 3, not 2.
+fn spec_bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("schema.cedarschema"),
+        "entity account;\nentity document;\naction can_read, read appliesTo { principal: [Human], resource: [account, document], context: { time?: String } };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("spec.cedar"),
+        r#"@id("alice-account")
+@reason("alice owns account 123")
+permit (principal == Human::"alice@example.com", action == Action::"can_read", resource == account::"123");
+@id("open-docs")
+permit (principal, action == Action::"read", resource is document)
+when { resource == document::"1" || resource == document::"3" };
+@id("no-admin-retire")
+@reason("retiring agents needs a change ticket")
+forbid (principal, action == Action::"agent/retire", resource);
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+impl Harness {
+    async fn post_raw(
+        &self,
+        uri: &str,
+        caller: &Caller,
+        body: Value,
+        request_id: Option<&str>,
+    ) -> (StatusCode, Value, Option<String>) {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(id) = request_id {
+            req = req.header("x-request-id", id);
+        }
+        let mut req = req.body(Body::from(body.to_string())).unwrap();
+        req.extensions_mut().insert(caller.clone());
+        let resp = router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let echoed = resp
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            echoed,
+        )
+    }
+}
+
+fn decisions(body: &Value) -> Vec<bool> {
+    body["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["decision"].as_bool().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn authzen_answers_the_spec_examples() {
+    let bundle = spec_bundle();
+    let h = harness_with_policy(Some(bundle.path())).await;
+
+    // §6.1.1 → permit, with Ward's decision context; X-Request-ID echoed.
+    let (s, body, echoed) = h
+        .post_raw(
+            "/access/v1/evaluation",
+            &h.admin,
+            fixture("6.1.1-evaluation-request.json"),
+            Some("req-42"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["decision"], true);
+    assert_eq!(body["context"]["policies"], json!(["alice-account"]));
+    assert_eq!(
+        body["context"]["reason_admin"]["en"],
+        "alice owns account 123"
+    );
+    assert_eq!(body["context"]["id"].as_str().unwrap().len(), 32);
+    assert_eq!(echoed.as_deref(), Some("req-42"));
+
+    // §7.1.2.1: each semantic gives the spec's decisions and length.
+    for (name, expected) in [
+        ("execute-all", vec![true, false, true]),
+        ("deny-on-first-deny", vec![true, false]),
+        ("permit-on-first-permit", vec![true]),
+    ] {
+        let (s, body, _) = h
+            .post_raw(
+                "/access/v1/evaluations",
+                &h.admin,
+                fixture(&format!("7.1.2.1-{name}-request.json")),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{name}: {body}");
+        assert_eq!(decisions(&body), expected, "{name}");
+        let spec: Vec<bool> = decisions(&fixture(&format!("7.1.2.1-{name}-response.json")));
+        assert_eq!(
+            decisions(&body),
+            spec,
+            "{name} differs from the spec's response"
+        );
+    }
+
+    // §7.1.1: top-level defaults apply to every item (none of these
+    // documents is readable with can_read).
+    let (s, body, _) = h
+        .post_raw(
+            "/access/v1/evaluations",
+            &h.admin,
+            fixture("7.1.1-evaluations-defaults-request.json"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(decisions(&body), vec![false, false, false]);
+
+    // The spec's options example has no action at all: 400 for a single
+    // evaluation, an item error (decision false, HTTP 200) in a batch.
+    let (s, body, _) = h
+        .post_raw(
+            "/access/v1/evaluations",
+            &h.admin,
+            fixture("7.1.2-evaluations-options-request.json"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for item in body["evaluations"].as_array().unwrap() {
+        assert_eq!(item["decision"], false);
+        assert_eq!(item["context"]["error"]["status"], 400);
+    }
+}
+
+#[tokio::test]
+async fn authzen_refusals_and_metadata() {
+    let h = harness().await;
+    let req = json!({
+        "subject": {"type": "agent", "id": "planner"},
+        "action": {"name": "GET"},
+        "resource": {"type": "agent", "id": "researcher"},
+        "context": {"risk_score": 10, "unknown_extra_field_is_ignored_by_spec": null}
+    });
+    // Unauthenticated callers get 401.
+    let (s, _, _) = h
+        .post_raw(
+            "/access/v1/evaluation",
+            &Caller::default(),
+            req.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A context that violates the schema is a 400, never a decision.
+    let (s, body, _) = h
+        .post_raw("/access/v1/evaluation", &h.admin, req, None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let bad_type = json!({
+        "subject": {"type": "agent", "id": "planner"},
+        "action": {"name": "GET"},
+        "resource": {"type": "agent", "id": "researcher"},
+        "context": {"risk_score": "high"}
+    });
+    let (s, _, _) = h
+        .post_raw("/access/v1/evaluation", &h.admin, bad_type, None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let missing = json!({"subject": {"type": "agent", "id": "planner"}, "action": {"name": "GET"}});
+    let (s, body, _) = h
+        .post_raw("/access/v1/evaluation", &h.admin, missing, None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"].as_str().unwrap().contains("resource"),
+        "{body}"
+    );
+    // Default deny: no data-plane policy is loaded, so a well-formed request
+    // is denied with HTTP 200.
+    let ok = json!({
+        "subject": {"type": "agent", "id": "planner"},
+        "action": {"name": "GET"},
+        "resource": {"type": "agent", "id": "researcher"},
+        "context": {"path": "/v1/notes", "unknown": 1}
+    });
+    let (s, body, _) = h
+        .post_raw("/access/v1/evaluation", &h.admin, ok.clone(), None)
+        .await;
+    // `unknown` is not in the schema's context: Cedar refuses the request.
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let mut ok = ok;
+    ok["context"].as_object_mut().unwrap().remove("unknown");
+    let (s, body, _) = h
+        .post_raw("/access/v1/evaluation", &h.admin, ok, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["decision"], false);
+
+    let mut req = Request::builder()
+        .uri("/.well-known/authzen-configuration")
+        .header("host", "ward.example:8443")
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut().insert(Caller::default());
+    let resp = router(h.state.clone()).oneshot(req).await.unwrap();
+    let meta: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(meta["policy_decision_point"], "https://ward.example:8443");
+    assert_eq!(
+        meta["access_evaluation_endpoint"],
+        "https://ward.example:8443/access/v1/evaluation"
+    );
+    assert_eq!(
+        meta["access_evaluations_endpoint"],
+        "https://ward.example:8443/access/v1/evaluations"
+    );
+}
+
+/// The admin plane is decided by Cedar: an operator's forbid overrides the
+/// default admin permit, and an agent is no admin unless policy says so.
+#[tokio::test]
+async fn admin_calls_are_decided_by_policy() {
+    let bundle = spec_bundle();
+    let h = harness_with_policy(Some(bundle.path())).await;
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/v1/agents",
+            &h.admin,
+            Some(json!({"name": "alpha"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, body, ctype) = h
+        .call("POST", "/v1/agents/alpha/retire", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(ctype, "application/problem+json");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("retiring agents needs a change ticket"),
+        "{detail}"
+    );
+    assert!(detail.contains("(decision "), "{detail}");
+    // Everything else the default admin policy still allows.
+    let (s, _, _) = h.call("GET", "/v1/agents/alpha", &h.admin, None).await;
+    assert_eq!(s, StatusCode::OK);
+}
