@@ -66,6 +66,37 @@ pub(crate) enum Command {
     /// Policy bundles as code: validate and test them offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Verify a mirrored log offline: recompute the tree from the entries,
+    /// check every checkpoint's signature and their consistency.
+    ///
+    /// DIR is a C2SP tlog-tiles directory (tile/, checkpoint). Exit 2 on any
+    /// mismatch, naming the first bad index.
+    Verify {
+        /// The mirrored log directory.
+        #[arg(long)]
+        from_dir: PathBuf,
+        /// The log's signed-note verifier key (`name+hash+base64`).
+        #[arg(long, env = "WARD_AUDIT_VKEY")]
+        vkey: String,
+        /// The log's origin line; default: read from the first checkpoint.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Checkpoint files to verify against (repeatable); default:
+        /// DIR/checkpoint. Give older saved checkpoints too to prove the log
+        /// only grew since.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]

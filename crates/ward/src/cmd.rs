@@ -1,6 +1,7 @@
 //! Subcommand dispatch and the exit codes every subcommand shares.
 
 mod agent;
+mod audit;
 mod ca;
 mod cert;
 pub(crate) mod client;
@@ -11,7 +12,9 @@ mod token;
 
 use std::process::ExitCode;
 
-use crate::cli::{CaCommand, Cli, Command, PolicyCommand, ServerCommand, SvidCommand};
+use crate::cli::{
+    AuditCommand, CaCommand, Cli, Command, PolicyCommand, ServerCommand, SvidCommand,
+};
 
 /// Something failed; the message says what and how to fix it.
 pub(crate) const EXIT_ERROR: u8 = 1;
@@ -60,6 +63,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cert(args) => cert::run(args),
         Command::Policy(PolicyCommand::Validate { dir, output }) => policy::validate(&dir, output),
         Command::Policy(PolicyCommand::Test { dir, output }) => policy::test(&dir, output),
+        Command::Audit(AuditCommand::Verify {
+            from_dir,
+            vkey,
+            origin,
+            checkpoints,
+            output,
+        }) => audit::verify(&from_dir, &vkey, origin.as_deref(), &checkpoints, output),
         Command::Ca(CaCommand::Init {
             dir,
             trust_domain,
