@@ -4,6 +4,7 @@
 //! of Ward's own CA, so tests can hand Ward's verifiers exactly the broken
 //! certificates an attacker would: expired, not yet valid, CA-as-leaf, two
 //! URI SANs, no URI SAN, from an unknown authority, for another trust domain.
+//! [`postgres_url`] gives each PostgreSQL test its own empty schema.
 //! Harnesses for in-process servers and proxies join as those parts land.
 
 #![allow(
@@ -11,6 +12,9 @@
     reason = "test support: a failure here is a broken test setup"
 )]
 
+mod postgres;
+
+pub use postgres::{postgres_url, postgres_url_blocking};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,

@@ -125,5 +125,8 @@ fn a_mirrored_log_verifies_and_tampering_is_named() {
     assert_eq!(bad.status.code(), Some(2), "{}", out(&bad));
     let text = out(&bad);
     assert!(text.contains("VERIFICATION FAILED"), "{text}");
-    assert!(text.contains("entry 42"), "the first bad index is named: {text}");
+    assert!(
+        text.contains("entry 42"),
+        "the first bad index is named: {text}"
+    );
 }

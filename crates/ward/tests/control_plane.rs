@@ -11,14 +11,15 @@
     reason = "tests"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
 
 struct Env {
     tmp: tempfile::TempDir,
@@ -95,24 +96,7 @@ impl Env {
         if let Some(url) = store {
             args.extend(["--store", url]);
         }
-        let mut child = self
-            .cmd()
-            .args(&args)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
-            if let Some(addr) = line.strip_prefix("ward server listening on ") {
-                break addr.to_owned();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr) = common::spawn_server(self.cmd().args(&args));
         Server { child, addr }
     }
 }
@@ -470,39 +454,10 @@ fn kill_9_sqlite() {
 
 #[test]
 fn kill_9_postgres() {
-    let Some(url) = postgres_url() else {
+    let Some(url) = ward_testkit::postgres_url_blocking() else {
         return;
     };
     acknowledged_writes_survive_kill_9(Some(&url));
-}
-
-/// A fresh, empty schema on WARD_TEST_POSTGRES_URL (required when CI=true).
-fn postgres_url() -> Option<String> {
-    let Ok(base) = std::env::var("WARD_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "WARD_TEST_POSTGRES_URL is not set but CI=true: PostgreSQL tests must run in CI"
-        );
-        eprintln!("skipping: WARD_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    let mut raw = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut raw).unwrap();
-    let schema = format!(
-        "ward_t_{}",
-        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-    });
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }
 
 #[test]

@@ -10,12 +10,14 @@
     reason = "tests"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use ward_identity::tls::{self, SvidResolver};
 use ward_identity::verify::{AnyMember, TrustStore};
@@ -90,21 +92,14 @@ fn init_run_and_shutdown() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a Ward server"));
 
-    let mut server = ward()
-        .args(["server", "run", "--data-dir", d, "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(addr) = line.strip_prefix("ward server listening on ") {
-            break addr.to_owned();
-        }
-    };
+    let (mut server, addr) = common::spawn_server(ward().args([
+        "server",
+        "run",
+        "--data-dir",
+        d,
+        "--listen",
+        "127.0.0.1:0",
+    ]));
 
     let td = TrustDomain::new("example.org").unwrap();
     let bundle = TrustBundle::read(td, &dir.join("bundle.json")).unwrap();
