@@ -39,6 +39,8 @@ pub mod problem;
 pub mod request;
 pub mod schema;
 pub mod subset;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod version;
 
 pub use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid};
