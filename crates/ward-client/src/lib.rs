@@ -84,10 +84,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether the server refused (401/403): authentication or authorization
-    /// said no, as opposed to a failure.
+    /// Whether the server refused (401/403: authentication or authorization
+    /// said no; 422: it refused the content, e.g. a policy bundle whose
+    /// tests fail), as opposed to a failure.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Problem { status, .. } if *status == 401 || *status == 403)
+        matches!(self, Self::Problem { status, .. } if matches!(*status, 401 | 403 | 422))
     }
 
     /// HTTP status of a server-side error.

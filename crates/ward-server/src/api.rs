@@ -9,6 +9,7 @@ pub mod agents;
 pub mod authzen;
 pub mod enroll;
 mod error;
+pub mod policies;
 pub mod status;
 pub mod watch;
 
@@ -43,6 +44,9 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// Decides admin calls and AuthZEN requests.
     pub pdp: Arc<crate::policy::Pdp>,
+    /// Signs pushed policy versions (Ed25519); its public key is in the
+    /// watch snapshot so proxies can refuse unsigned bundles.
+    pub policy_signer: Arc<ward_identity::PrivateKey>,
 }
 
 impl AppState {
@@ -108,7 +112,7 @@ pub(crate) async fn require_admin(
         "risk_score": 0,
     });
     let request = ward_policy::json::request(
-        state.pdp.schema(),
+        &state.pdp.schema(),
         principal,
         crate::policy::entity("Action", action).map_err(internal)?,
         resource,
@@ -152,6 +156,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/watch", get(watch::watch))
         .route("/v1/status", get(status::status))
         .route("/v1/openapi.json", get(status::openapi))
+        .route("/v1/policies", get(policies::list).post(policies::push))
+        .route("/v1/policies/{version}", get(policies::show))
+        .route("/v1/policies/{version}/activate", post(policies::activate))
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
         .route(

@@ -11,6 +11,7 @@
 //!   admin/svid.pem        the first admin's SVID (spiffe://<td>/admin/admin)
 //!   admin/svid.key.pem    its key (0600)
 //!   admin/client.toml     the admin CLI's config (written by the `ward` binary)
+//!   policy-signing.key.pem  Ed25519 key signing pushed policy versions (0600)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -190,6 +191,18 @@ impl DataDir {
             trust_domain: td.clone(),
             admin_id,
         })
+    }
+
+    /// The server's policy-signing key (Ed25519, 0600), created on first
+    /// use so data directories from before policy push keep working.
+    pub fn policy_signer(&self) -> Result<PrivateKey, DataDirError> {
+        let path = self.root.join("policy-signing.key.pem");
+        if path.exists() {
+            return Ok(PrivateKey::read_pem(&path).map_err(CaError::from)?);
+        }
+        let key = PrivateKey::generate(KeyAlgorithm::Ed25519).map_err(CaError::from)?;
+        key.write_pem(&path).map_err(CaError::from)?;
+        Ok(key)
     }
 
     /// The trust domain of an initialised directory.

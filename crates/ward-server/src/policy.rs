@@ -37,85 +37,168 @@ pub enum PdpError {
     Store(#[from] StoreError),
 }
 
+/// One consistent policy generation: schema, policies and the engine built
+/// from them and the registry.
+#[derive(Debug)]
+struct Generation {
+    schema: Schema,
+    policies: PolicySet,
+    /// The stored version this came from (`None`: the bootstrap bundle).
+    version: Option<String>,
+    engine: Engine,
+}
+
 /// The server's PDP; cheap to share.
 #[derive(Debug)]
 pub struct Pdp {
-    schema: Schema,
-    policies: PolicySet,
-    engine: ArcSwap<Engine>,
+    current: ArcSwap<Generation>,
+}
+
+/// A bundle's files split by role: the policy files, an optional schema
+/// extension, and test files.
+#[derive(Debug, Default, Clone)]
+pub struct BundleFiles {
+    /// `*.cedar` (name, text), sorted by name.
+    pub policies: Vec<(String, String)>,
+    /// `schema.cedarschema`, if present.
+    pub schema: Option<String>,
+    /// `tests/*.yaml` (name, text).
+    pub tests: Vec<(String, String)>,
+}
+
+impl BundleFiles {
+    /// Reads a bundle directory (`*.cedar`, `schema.cedarschema`,
+    /// `tests/*.yaml`).
+    pub fn read_dir(dir: &Path) -> Result<Self, LoadError> {
+        let problem = |path: &Path, e: std::io::Error| {
+            LoadError::new(vec![ward_policy::Problem::new(format!(
+                "{}: {e}",
+                path.display()
+            ))])
+        };
+        let mut files = Vec::new();
+        for (sub, prefix) in [(dir.to_path_buf(), ""), (dir.join("tests"), "tests/")] {
+            let entries = match std::fs::read_dir(&sub) {
+                Ok(entries) => entries,
+                Err(_) if !prefix.is_empty() => continue,
+                Err(e) => return Err(problem(&sub, e)),
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_file() {
+                    let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                    let text = std::fs::read_to_string(&path).map_err(|e| problem(&path, e))?;
+                    files.push((name, text));
+                }
+            }
+        }
+        Ok(Self::from_files(files))
+    }
+
+    /// Sorts named files into roles; other files are ignored.
+    pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut out = Self::default();
+        for (name, text) in files {
+            if name == ward_policy::bundle::SCHEMA_FILE {
+                out.schema = Some(text);
+            } else if name.starts_with("tests/")
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            {
+                out.tests.push((name, text));
+            } else if name.ends_with(".cedar") && !name.contains('/') {
+                out.policies.push((name, text));
+            }
+        }
+        out.policies.sort();
+        out.tests.sort();
+        out
+    }
+
+    /// Loads the bundle as the operator wrote it (no admin policy).
+    pub fn load(&self) -> Result<ward_policy::bundle::Bundle, LoadError> {
+        let schema = self.schema_with_extension()?;
+        let policies = PolicySet::load(
+            &schema,
+            self.policies.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+        )?;
+        Ok(ward_policy::bundle::Bundle { schema, policies })
+    }
+
+    fn schema_with_extension(&self) -> Result<Schema, LoadError> {
+        match &self.schema {
+            Some(text) => {
+                Schema::with_fragments([(ward_policy::bundle::SCHEMA_FILE, text.as_str())])
+            }
+            None => Schema::ward(),
+        }
+    }
+
+    /// Schema and policies the server enforces: the bundle plus Ward's
+    /// admin policy.
+    fn load_with_admin(&self) -> Result<(Schema, PolicySet), LoadError> {
+        let schema = self.schema_with_extension()?;
+        let mut files: Vec<(&str, &str)> = vec![(ADMIN_POLICY_NAME, ADMIN_POLICY)];
+        files.extend(self.policies.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+        let policies = PolicySet::load(&schema, files)?;
+        Ok((schema, policies))
+    }
 }
 
 impl Pdp {
     /// Loads the admin policy plus the bundle in `dir` (`*.cedar` and an
-    /// optional `schema.cedarschema`), with no entities yet.
+    /// optional `schema.cedarschema`), with no entities yet. A version
+    /// pushed to the store replaces it at the first [`Pdp::refresh`].
     pub fn load(dir: Option<&Path>) -> Result<Self, PdpError> {
-        let mut files = vec![(ADMIN_POLICY_NAME.to_owned(), ADMIN_POLICY.to_owned())];
-        let mut schema_ext = None;
-        if let Some(dir) = dir {
-            let read = |path: &Path| {
-                std::fs::read_to_string(path).map_err(|e| {
-                    LoadError::new(vec![ward_policy::Problem::new(format!(
-                        "{}: {e}",
-                        path.display()
-                    ))])
-                })
-            };
-            let entries = std::fs::read_dir(dir).map_err(|e| {
-                LoadError::new(vec![ward_policy::Problem::new(format!(
-                    "{}: {e}",
-                    dir.display()
-                ))])
-            })?;
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name == ward_policy::bundle::SCHEMA_FILE {
-                    schema_ext = Some(read(&path)?);
-                } else if path.extension().is_some_and(|e| e == "cedar") && path.is_file() {
-                    files.push((name, read(&path)?));
-                }
-            }
-        }
-        files.sort();
-        let schema = match &schema_ext {
-            Some(text) => {
-                Schema::with_fragments([(ward_policy::bundle::SCHEMA_FILE, text.as_str())])?
-            }
-            None => Schema::ward()?,
+        let files = match dir {
+            Some(dir) => BundleFiles::read_dir(dir)?,
+            None => BundleFiles::default(),
         };
-        let policies =
-            PolicySet::load(&schema, files.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
-        let entities =
-            EntityStore::new(&schema, []).map_err(|e| PdpError::Entities(e.to_string()))?;
-        let engine = Engine::new(policies.clone(), schema.clone(), entities)
-            .map_err(|e| PdpError::Entities(e.to_string()))?;
+        let generation = build(&files, None, &[], &[])?;
         Ok(Self {
-            schema,
-            policies,
-            engine: ArcSwap::from_pointee(engine),
+            current: ArcSwap::from_pointee(generation),
         })
     }
 
     /// The schema requests are checked against.
-    pub fn schema(&self) -> &Schema {
-        &self.schema
+    pub fn schema(&self) -> Schema {
+        self.current.load().schema.clone()
+    }
+
+    /// The stored policy version in force (`None`: the bootstrap bundle).
+    pub fn version(&self) -> Option<String> {
+        self.current.load().version.clone()
     }
 
     /// Decides one request on the current snapshot.
     pub fn decide(&self, request: &Request) -> Decision {
-        self.engine.load().decide(request)
+        self.current.load().engine.decide(request)
     }
 
-    /// Rebuilds the entities from the registry.
+    /// Rebuilds from the store: the active pushed version (when it changed)
+    /// and the entities from the registry.
     pub async fn refresh(&self, store: &Store) -> Result<(), PdpError> {
         let agents = store.agents().await?;
         let admins = store.admins().await?;
-        let json = entities_json(&agents, &admins);
-        let entities = EntityStore::from_json_str(&self.schema, &json.to_string())
-            .map_err(|e| PdpError::Entities(e.to_string()))?;
-        let engine = Engine::new(self.policies.clone(), self.schema.clone(), entities)
-            .map_err(|e| PdpError::Entities(e.to_string()))?;
-        self.engine.store(Arc::new(engine));
+        let current = self.current.load_full();
+        let active = store.active_policy().await?;
+        let generation = match active {
+            Some(stored) if current.version.as_deref() != Some(stored.version.as_str()) => {
+                let files = BundleFiles::from_files(
+                    stored
+                        .files
+                        .iter()
+                        .map(|f| (f.name.clone(), f.text.clone())),
+                );
+                build(&files, Some(stored.version.clone()), &agents, &admins)?
+            }
+            _ => Generation {
+                engine: engine(&current.schema, &current.policies, &agents, &admins)?,
+                schema: current.schema.clone(),
+                policies: current.policies.clone(),
+                version: current.version.clone(),
+            },
+        };
+        self.current.store(Arc::new(generation));
         Ok(())
     }
 
@@ -144,6 +227,34 @@ impl Pdp {
             }
         });
     }
+}
+
+fn build(
+    files: &BundleFiles,
+    version: Option<String>,
+    agents: &[Agent],
+    admins: &[(ward_core::SpiffeId, String)],
+) -> Result<Generation, PdpError> {
+    let (schema, policies) = files.load_with_admin()?;
+    Ok(Generation {
+        engine: engine(&schema, &policies, agents, admins)?,
+        schema,
+        policies,
+        version,
+    })
+}
+
+fn engine(
+    schema: &Schema,
+    policies: &PolicySet,
+    agents: &[Agent],
+    admins: &[(ward_core::SpiffeId, String)],
+) -> Result<Engine, PdpError> {
+    let json = entities_json(agents, admins);
+    let entities = EntityStore::from_json_str(schema, &json.to_string())
+        .map_err(|e| PdpError::Entities(e.to_string()))?;
+    Engine::new(policies.clone(), schema.clone(), entities)
+        .map_err(|e| PdpError::Entities(e.to_string()))
 }
 
 /// Registry risk tiers as the schema's 0..3. Unknown or missing tiers are

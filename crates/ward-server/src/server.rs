@@ -113,6 +113,7 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
         stopping,
         started: std::time::Instant::now(),
         pdp,
+        policy_signer: Arc::new(dir.policy_signer()?),
     };
     // Turns the drain signal into a flag the watch streams can poll without
     // each holding a drain guard (which would make the drain wait for them).

@@ -13,6 +13,7 @@
 //! does the same.
 
 mod model;
+mod policy;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use self::model::{
     Agent, AgentAttributes, AgentStatus, AgentUpdate, Change, ChangeKind, IssuedCert, JoinToken,
     Revocation, RevocationTarget,
 };
+pub use self::policy::{PolicyActivation, PolicyFile, PolicySummary, StoredPolicy};
 
 /// PostgreSQL channel that carries new revisions between replicas.
 pub const NOTIFY_CHANNEL: &str = "ward_changes";
@@ -101,6 +103,9 @@ pub enum StoreError {
         "join token is invalid, already used or expired; create a new one with `ward token create`"
     )]
     InvalidToken,
+    /// No stored policy version with that hash.
+    #[error("no policy version {0}; `ward policy list` shows the stored ones")]
+    PolicyNotFound(String),
     /// A stored row does not parse (manual edits or a newer schema).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

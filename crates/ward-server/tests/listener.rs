@@ -91,6 +91,9 @@ async fn start() -> Server {
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
         started: std::time::Instant::now(),
         pdp,
+        policy_signer: Arc::new(
+            ward_identity::PrivateKey::generate(ward_identity::KeyAlgorithm::Ed25519).unwrap(),
+        ),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

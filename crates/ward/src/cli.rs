@@ -126,6 +126,43 @@ pub(crate) enum PolicyCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Push DIR to the server: validated and tested again there, stored
+    /// immutably under its content hash, signed and activated.
+    Push {
+        /// The bundle directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List stored policy versions, newest first.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one stored version's files.
+    Show {
+        /// Version (hash) from `ward policy list`.
+        version: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Re-activate a stored version.
+    Rollback {
+        /// Version (hash) from `ward policy list`.
+        version: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Compare two stored versions: changed policy files, and which test
+    /// cases (of either version) decide differently.
+    Diff {
+        /// The older version.
+        from: String,
+        /// The newer version.
+        to: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -63,6 +63,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cert(args) => cert::run(args),
         Command::Policy(PolicyCommand::Validate { dir, output }) => policy::validate(&dir, output),
         Command::Policy(PolicyCommand::Test { dir, output }) => policy::test(&dir, output),
+        Command::Policy(PolicyCommand::Push { dir, conn }) => policy::push(&dir, &conn),
+        Command::Policy(PolicyCommand::List { conn }) => policy::list(&conn),
+        Command::Policy(PolicyCommand::Show { version, conn }) => policy::show(&version, &conn),
+        Command::Policy(PolicyCommand::Rollback { version, conn }) => {
+            policy::rollback(&version, &conn)
+        }
+        Command::Policy(PolicyCommand::Diff { from, to, conn }) => policy::diff(&from, &to, &conn),
         Command::Audit(AuditCommand::Verify {
             from_dir,
             vkey,

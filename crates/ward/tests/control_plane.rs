@@ -616,3 +616,101 @@ fn enroll(env: &Env, addr: &str, name: &str, token: &str) -> String {
         .unwrap();
     resp["serial"].as_str().unwrap().to_owned()
 }
+
+#[test]
+fn policy_push_list_diff_rollback() {
+    let env = Env::new();
+    env.init(None);
+    let server = env.run(None);
+    let s = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server.addr]);
+        env.ward(&all)
+    };
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let v1 = json_of(&s(&[
+        "policy",
+        "push",
+        example.to_str().unwrap(),
+        "--output",
+        "json",
+    ]));
+    let v1 = v1["version"].as_str().unwrap().to_owned();
+
+    // v2 forbids tool calls; its own test is updated to match.
+    let dir = env.tmp.path().join("v2");
+    std::fs::create_dir_all(dir.join("tests")).unwrap();
+    for name in ["agents.cedar", "tools.cedar"] {
+        std::fs::copy(example.join(name), dir.join(name)).unwrap();
+    }
+    std::fs::write(
+        dir.join("lockdown.cedar"),
+        "@id(\"tool-lockdown\")\n@reason(\"tools are locked down\")\nforbid (principal, action == Action::\"tools/call\", resource);\n",
+    )
+    .unwrap();
+    let tests = std::fs::read_to_string(example.join("tests/agents.yaml")).unwrap();
+    let marker = "  - name: low-risk tool call\n    principal: Agent::\"planner\"\n    action: Action::\"tools/call\"\n    resource: Tool::\"tools/search\"\n    expect: allow";
+    assert!(tests.contains(marker));
+    std::fs::write(
+        dir.join("tests/agents.yaml"),
+        tests.replace(marker, &marker.replace("expect: allow", "expect: deny")),
+    )
+    .unwrap();
+
+    // Without the test update the server refuses the push (exit 2).
+    std::fs::write(dir.join("tests/old.yaml"), &tests).unwrap();
+    let refused = s(&["policy", "push", dir.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused).1);
+    assert!(
+        text(&refused).1.contains("low-risk tool call"),
+        "{}",
+        text(&refused).1
+    );
+    std::fs::remove_file(dir.join("tests/old.yaml")).unwrap();
+
+    let v2 = json_of(&s(&[
+        "policy",
+        "push",
+        dir.to_str().unwrap(),
+        "--output",
+        "json",
+    ]));
+    let v2 = v2["version"].as_str().unwrap().to_owned();
+    assert_ne!(v1, v2);
+
+    let diff = json_of(&s(&["policy", "diff", &v1, &v2, "--output", "json"]));
+    assert_eq!(
+        diff["files"],
+        serde_json::json!([{"change": "added", "file": "lockdown.cedar"}])
+    );
+    let flips = diff["flipped_cases"].as_array().unwrap();
+    assert_eq!(flips.len(), 1, "{diff}");
+    assert_eq!(flips[0]["case"], "low-risk tool call");
+    assert_eq!(flips[0]["from"], "allow");
+    assert_eq!(flips[0]["to"], "deny");
+
+    let list = json_of(&s(&["policy", "list", "--output", "json"]));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["active"] == true)
+            .unwrap()["version"],
+        v2.as_str()
+    );
+    json_of(&s(&["policy", "rollback", &v1, "--output", "json"]));
+    let list = json_of(&s(&["policy", "list", "--output", "json"]));
+    assert_eq!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["active"] == true)
+            .unwrap()["version"],
+        v1.as_str()
+    );
+    let shown = s(&["policy", "show", &v1]);
+    assert!(text(&shown).0.contains("--- tools.cedar ---"));
+    let unknown = s(&["policy", "rollback", "abcdef"]);
+    assert_eq!(unknown.status.code(), Some(1));
+}

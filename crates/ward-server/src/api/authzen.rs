@@ -116,7 +116,7 @@ fn decide(state: &AppState, e: &Evaluation) -> Result<Value, String> {
         ward_policy::json::uid("Action", &action.name).map_err(|e| e.to_string())?,
         uid(resource)?,
     );
-    let schema = state.pdp.schema();
+    let schema = &state.pdp.schema();
     // The defaults fill Ward's RequestContext; an action declared with its
     // own context type (a schema extension) gets the caller's context as
     // given. Either way Cedar validates it before anything is decided.

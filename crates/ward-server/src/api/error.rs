@@ -31,6 +31,10 @@ pub enum ApiError {
     /// Conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed but unacceptable content (an invalid policy bundle, failing
+    /// tests): 422 with every problem listed.
+    #[error("{0}")]
+    Invalid(String),
     /// Our fault; the cause is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -45,6 +49,7 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -77,7 +82,9 @@ impl From<StoreError> for ApiError {
             StoreError::AgentExists(_) | StoreError::InvalidTransition { .. } => {
                 Self::Conflict(e.to_string())
             }
-            StoreError::AgentNotFound(_) => Self::NotFound(e.to_string()),
+            StoreError::AgentNotFound(_) | StoreError::PolicyNotFound(_) => {
+                Self::NotFound(e.to_string())
+            }
             StoreError::AgentNotActive { .. } | StoreError::InvalidToken => {
                 Self::Refused(e.to_string())
             }

@@ -52,6 +52,9 @@ async fn harness_with_policy(policy_dir: Option<&std::path::Path>) -> Harness {
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             started: std::time::Instant::now(),
             pdp,
+            policy_signer: Arc::new(
+                ward_identity::PrivateKey::generate(ward_identity::KeyAlgorithm::Ed25519).unwrap(),
+            ),
         },
         admin,
         _dir: dir,

@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{ApiError, AppState, Caller};
-use crate::store::{Agent, Change, Revocation};
+use base64::Engine as _;
+
+use crate::store::{Agent, Change, PolicyActivation, Revocation};
 
 /// Changes read from the store per query.
 const PAGE: u32 = 500;
@@ -63,6 +65,12 @@ pub struct Snapshot {
     pub revocations: Vec<Revocation>,
     /// The trust bundle (SPIFFE bundle JSON).
     pub bundle: serde_json::Value,
+    /// The active policy version with its files and signature, once one
+    /// was pushed.
+    pub policy: Option<PolicyActivation>,
+    /// The server's policy-signing public key (Ed25519, base64 of the raw
+    /// 32 bytes); a bundle whose signature does not verify must be refused.
+    pub policy_signing_key: String,
 }
 
 pub(crate) async fn watch(
@@ -181,6 +189,17 @@ async fn start(
         agents: state.store.agents().await?,
         revocations: state.store.revocations().await?,
         bundle: super::enroll::bundle_json(state)?,
+        policy: state
+            .store
+            .active_policy()
+            .await?
+            .map(|p| PolicyActivation {
+                version: p.version,
+                signature: p.signature,
+                files: p.files,
+            }),
+        policy_signing_key: base64::engine::general_purpose::STANDARD
+            .encode(state.policy_signer.public_key_raw()),
     };
     let event = Event::default()
         .event("snapshot")

@@ -189,6 +189,9 @@ pub enum ChangeKind {
     Agent,
     /// A revocation was added; payload is the [`Revocation`].
     Revocation,
+    /// A policy version became active; payload is the
+    /// [`PolicyActivation`](super::PolicyActivation).
+    Policy,
 }
 
 impl ChangeKind {
@@ -196,6 +199,7 @@ impl ChangeKind {
         match self {
             Self::Agent => "agent",
             Self::Revocation => "revocation",
+            Self::Policy => "policy",
         }
     }
 }
@@ -207,6 +211,7 @@ impl FromStr for ChangeKind {
         match s {
             "agent" => Ok(Self::Agent),
             "revocation" => Ok(Self::Revocation),
+            "policy" => Ok(Self::Policy),
             other => Err(format!("unknown change kind {other:?}")),
         }
     }

@@ -277,3 +277,183 @@ async fn admin_calls_are_decided_by_policy() {
     let (s, _, _) = h.call("GET", "/v1/agents/alpha", &h.admin, None).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+fn example_files() -> Vec<Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let mut files = Vec::new();
+    for (dir, prefix) in [(root.clone(), ""), (root.join("tests"), "tests/")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_file() {
+                files.push(json!({
+                    "name": format!("{prefix}{}", p.file_name().unwrap().to_str().unwrap()),
+                    "text": std::fs::read_to_string(&p).unwrap(),
+                }));
+            }
+        }
+    }
+    files
+}
+
+async fn can_read(h: &Harness) -> bool {
+    let req = json!({
+        "subject": {"type": "agent", "id": "planner"},
+        "action": {"name": "GET"},
+        "resource": {"type": "agent", "id": "researcher"},
+    });
+    let (s, body, _) = h
+        .post_raw("/access/v1/evaluation", &h.admin, req, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    body["decision"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn push_validates_tests_signs_activates_and_rolls_back() {
+    let h = harness().await;
+    for name in ["planner", "researcher"] {
+        let (s, _, _) = h
+            .call(
+                "POST",
+                "/v1/agents",
+                &h.admin,
+                Some(json!({"name": name, "attributes": {"team": "research", "risk_tier": "low"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    h.state.pdp.refresh(&h.state.store).await.unwrap();
+    assert!(!can_read(&h).await, "default deny before any push");
+    let (_, mut events) = h.watch("", &h.admin, None).await;
+    let snap = events.next().await;
+    assert!(snap.data["policy"].is_null());
+    let key = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        snap.data["policy_signing_key"].as_str().unwrap(),
+    )
+    .unwrap();
+
+    let (s, v1, _) = h
+        .call(
+            "POST",
+            "/v1/policies",
+            &h.admin,
+            Some(json!({"files": example_files()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v1}");
+    let version = v1["version"].as_str().unwrap().to_owned();
+    assert_eq!(version.len(), 64);
+    assert_eq!(v1["tests_passed"], 6);
+    // The signature verifies with the key the snapshot published.
+    let sig = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        v1["signature"].as_str().unwrap(),
+    )
+    .unwrap();
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &key)
+        .verify(&crate::api::policies::signed_message(&version), &sig)
+        .expect("server signature");
+    // Watchers get the activation with its files.
+    let change = loop {
+        let e = events.next().await;
+        if e.data["kind"] == "policy" {
+            break e;
+        }
+    };
+    assert_eq!(change.data["payload"]["version"], version.as_str());
+    assert!(change.data["payload"]["files"].as_array().unwrap().len() >= 3);
+    assert!(can_read(&h).await, "the pushed bundle is in force");
+
+    // A bundle whose own tests fail is refused and nothing changes.
+    let mut broken = example_files();
+    for f in &mut broken {
+        if f["name"] == "agents.cedar" {
+            f["text"] = json!("@id(\"open\")\npermit (principal, action, resource);\n");
+        }
+    }
+    let (s, body, _) = h
+        .call(
+            "POST",
+            "/v1/policies",
+            &h.admin,
+            Some(json!({"files": broken})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("outsiders are denied by default"),
+        "{body}"
+    );
+    // An invalid policy is refused with its location.
+    let invalid = json!({"files": [{"name": "bad.cedar", "text": "permit (principal, action\n"}]});
+    let (s, body, _) = h
+        .call("POST", "/v1/policies", &h.admin, Some(invalid))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["detail"].as_str().unwrap().contains("bad.cedar:1:"),
+        "{body}"
+    );
+    // Path tricks in names are refused.
+    let sneaky = json!({"files": [{"name": "../etc/x.cedar", "text": ""}]});
+    let (s, _, _) = h.call("POST", "/v1/policies", &h.admin, Some(sneaky)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, list, _) = h.call("GET", "/v1/policies", &h.admin, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // v2 denies everything data-plane; rollback to v1 restores reads.
+    let v2_files = json!({"files": [{"name": "locked.cedar", "text": "@id(\"lockdown\")\nforbid (principal is Agent, action, resource);\n"}]});
+    let (s, v2, _) = h
+        .call("POST", "/v1/policies", &h.admin, Some(v2_files))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v2}");
+    assert!(!can_read(&h).await);
+    let (s, body, _) = h
+        .call(
+            "POST",
+            &format!("/v1/policies/{version}/activate"),
+            &h.admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(can_read(&h).await);
+    let (_, list, _) = h.call("GET", "/v1/policies", &h.admin, None).await;
+    let active: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["active"] == true)
+        .collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0]["version"], version.as_str());
+    let (s, shown, _) = h
+        .call("GET", &format!("/v1/policies/{version}"), &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        shown["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "tests/agents.yaml")
+    );
+    let (s, _, _) = h
+        .call("POST", "/v1/policies/0000/activate", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Only admins push.
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/v1/policies",
+            &Caller::default(),
+            Some(json!({"files": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}

@@ -14,21 +14,21 @@ use crate::api::{Caller, router};
 use crate::store::RevocationTarget;
 
 /// Reads server-sent events from a streaming response body.
-struct Events {
+pub(super) struct Events {
     body: Body,
     buf: String,
 }
 
 #[derive(Debug)]
-struct Sse {
-    event: String,
-    id: u64,
-    data: Value,
+pub(super) struct Sse {
+    pub(super) event: String,
+    pub(super) id: u64,
+    pub(super) data: Value,
 }
 
 impl Events {
     /// The next event, skipping keep-alive comments; panics after 10 s.
-    async fn next(&mut self) -> Sse {
+    pub(super) async fn next(&mut self) -> Sse {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
@@ -72,7 +72,7 @@ impl Events {
 }
 
 impl Harness {
-    async fn watch(
+    pub(super) async fn watch(
         &self,
         query: &str,
         caller: &Caller,
@@ -277,7 +277,10 @@ async fn openapi_document_matches_the_router() {
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = 0;
     for (path, item) in paths {
-        let uri = path.replace("{name}", "alpha").replace("{serial}", "ab01");
+        let uri = path
+            .replace("{name}", "alpha")
+            .replace("{serial}", "ab01")
+            .replace("{version}", "00");
         for method in item.as_object().unwrap().keys() {
             operations += 1;
             let method = method.to_uppercase();
@@ -299,7 +302,7 @@ async fn openapi_document_matches_the_router() {
             );
         }
     }
-    assert_eq!(operations, 20, "update the count when adding endpoints");
+    assert_eq!(operations, 24, "update the count when adding endpoints");
 }
 
 #[tokio::test]
