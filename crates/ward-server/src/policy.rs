@@ -114,6 +114,19 @@ impl BundleFiles {
         out
     }
 
+    /// Every file with its name (`schema.cedarschema`, `*.cedar`,
+    /// `tests/*.yaml`), as a push sends them.
+    pub fn into_files(self) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = self
+            .schema
+            .map(|text| (ward_policy::bundle::SCHEMA_FILE.to_owned(), text))
+            .into_iter()
+            .collect();
+        files.extend(self.policies);
+        files.extend(self.tests);
+        files
+    }
+
     /// Loads the bundle as the operator wrote it (no admin policy).
     pub fn load(&self) -> Result<ward_policy::bundle::Bundle, LoadError> {
         let schema = self.schema_with_extension()?;

@@ -148,35 +148,13 @@ fn run_file(bundle: &Bundle, dir: &Path, path: &Path) -> anyhow::Result<Vec<Outc
 }
 
 fn bundle_files(dir: &Path) -> anyhow::Result<Vec<PolicyFile>> {
-    let mut files = Vec::new();
-    for (sub, prefix) in [(dir.to_path_buf(), ""), (dir.join("tests"), "tests/")] {
-        let Ok(entries) = std::fs::read_dir(&sub) else {
-            anyhow::ensure!(!prefix.is_empty(), "cannot read {}", sub.display());
-            continue;
-        };
-        for entry in entries {
-            let path = entry.with_context(|| sub.display().to_string())?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
-            let wanted = if prefix.is_empty() {
-                name.ends_with(".cedar") || name == bundle::SCHEMA_FILE
-            } else {
-                name.ends_with(".yaml") || name.ends_with(".yml")
-            };
-            if wanted && path.is_file() {
-                files.push(PolicyFile {
-                    name: format!("{prefix}{name}"),
-                    text: std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?,
-                });
-            }
-        }
-    }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(files)
+    let files = ward_server::policy::BundleFiles::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    Ok(files
+        .into_files()
+        .into_iter()
+        .map(|(name, text)| PolicyFile { name, text })
+        .collect())
 }
 
 pub(crate) fn push(dir: &Path, conn: &Connection) -> anyhow::Result<ExitCode> {
