@@ -20,6 +20,10 @@ use ward_policy::{
 
 use crate::store::{Agent, Store, StoreError};
 
+/// Longest delay between a registry change and the PDP seeing it (plus the
+/// rebuild itself); bounds rebuild work during bulk changes.
+pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The team whose members the default admin policy admits.
 pub const ADMIN_TEAM: &str = "ward-admins";
 
@@ -231,8 +235,10 @@ impl Pdp {
                         }
                     }
                 }
-                // Coalesce a burst of changes into one rebuild.
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                // A rebuild reads the whole registry, so a burst of changes
+                // (bulk registration) is coalesced: at most one rebuild per
+                // REFRESH_INTERVAL, always covering the latest change.
+                tokio::time::sleep(REFRESH_INTERVAL).await;
                 while changes.try_recv().is_ok() {}
                 if let Err(e) = pdp.refresh(&store).await {
                     tracing::error!(error = %e, "policy entities not refreshed; deciding on the previous snapshot");
