@@ -89,6 +89,25 @@ impl Harness {
         (status, value, ctype)
     }
 
+    /// Registers `name` and enrolls it with a fresh key; returns the key,
+    /// the issued SVID and the enrollment response.
+    async fn enroll(&self, name: &str) -> (PrivateKey, X509Svid, Value) {
+        let token = self.register_with_token(name).await;
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let id = format!("spiffe://ward.test/agent/{name}");
+        let (s, body, _) = self
+            .call(
+                "POST",
+                "/v1/enroll",
+                &Caller::default(),
+                Some(json!({"join_token": token, "csr": csr_b64(&key, &id)})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let svid = X509Svid::from_pem(body["svid"].as_str().unwrap()).unwrap();
+        (key, svid, body)
+    }
+
     async fn register_with_token(&self, name: &str) -> String {
         let (s, _, _) = self
             .call(
@@ -255,18 +274,8 @@ async fn enrollment_refusals() {
 #[tokio::test]
 async fn renewal_refusals() {
     let h = harness().await;
-    let token = h.register_with_token("tool").await;
-    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let (key, svid, _) = h.enroll("tool").await;
     let id = "spiffe://ward.test/agent/tool";
-    let (_, body, _) = h
-        .call(
-            "POST",
-            "/v1/enroll",
-            &Caller::default(),
-            Some(json!({"join_token": token, "csr": csr_b64(&key, id)})),
-        )
-        .await;
-    let svid = X509Svid::from_pem(body["svid"].as_str().unwrap()).unwrap();
     let me = caller_of(&svid);
 
     // Anonymous.

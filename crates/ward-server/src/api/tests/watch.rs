@@ -193,18 +193,7 @@ async fn watch_refusals() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
     // An agent whose credential is revoked learns nothing more.
-    let token = h.register_with_token("mole").await;
-    let key = ward_identity::PrivateKey::generate(ward_identity::KeyAlgorithm::EcdsaP256).unwrap();
-    let (s, body, _) = h
-        .call(
-            "POST",
-            "/v1/enroll",
-            &Caller::default(),
-            Some(json!({"join_token": token, "csr": super::csr_b64(&key, "spiffe://ward.test/agent/mole")})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let svid = ward_identity::X509Svid::from_pem(body["svid"].as_str().unwrap()).unwrap();
+    let (_, svid, _) = h.enroll("mole").await;
     let mole = super::caller_of(&svid);
     let (s, _) = h.watch("", &mole, None).await;
     assert_eq!(s, StatusCode::OK, "an active agent may watch");
@@ -379,17 +368,7 @@ async fn revoke_quarantine_release() {
 #[tokio::test]
 async fn revoke_one_certificate_by_serial() {
     let h = harness().await;
-    let token = h.register_with_token("beta").await;
-    let key = ward_identity::PrivateKey::generate(ward_identity::KeyAlgorithm::EcdsaP256).unwrap();
-    let (s, body, _) = h
-        .call(
-            "POST",
-            "/v1/enroll",
-            &Caller::default(),
-            Some(json!({"join_token": token, "csr": super::csr_b64(&key, "spiffe://ward.test/agent/beta")})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let (_, _, body) = h.enroll("beta").await;
     let serial = body["serial"].as_str().unwrap().to_owned();
     // Upper case with colons is the same serial.
     let pretty: String = serial
