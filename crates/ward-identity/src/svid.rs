@@ -138,6 +138,31 @@ pub fn parse_leaf(der: &[u8]) -> Result<LeafInfo, SvidError> {
     })
 }
 
+/// The trust domain a CA certificate names in its URI SAN (`spiffe://<td>`,
+/// as SPIFFE recommends and Ward's CA writes), so a trust bundle file alone
+/// tells a new proxy which trust domain it joins.
+pub fn authority_trust_domain(der: &[u8]) -> Result<ward_core::TrustDomain, SvidError> {
+    let cert = parse_one(der)?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| SvidError::Malformed(e.to_string()))?
+        .ok_or(SvidError::NoUriSan)?;
+    let uri = san
+        .value
+        .general_names
+        .iter()
+        .find_map(|n| match n {
+            GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        })
+        .ok_or(SvidError::NoUriSan)?;
+    let id = SpiffeId::new(uri).map_err(|source| SvidError::BadSpiffeId {
+        uri: uri.to_owned(),
+        source,
+    })?;
+    Ok(id.trust_domain().clone())
+}
+
 pub(crate) fn parse_one(der: &[u8]) -> Result<X509Certificate<'_>, SvidError> {
     let (rest, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| SvidError::Malformed(e.to_string()))?;

@@ -24,7 +24,8 @@
 //! locations), [`version`], [`entities`], [`request`], [`index`],
 //! [`context_refs`] (which context keys a policy reads), [`subset`]
 //! (memoised sub-policy-sets), [`cache`], [`decision`], [`engine`],
-//! [`bundle`] (directory loading), [`json`] (validated requests from JSON).
+//! [`bundle`] (directory loading), [`json`] (validated requests from JSON),
+//! [`registry`] (entities from Ward's agent registry).
 
 pub mod bundle;
 pub mod cache;
@@ -36,6 +37,7 @@ pub mod index;
 pub mod json;
 pub mod policy_set;
 pub mod problem;
+pub mod registry;
 pub mod request;
 pub mod schema;
 pub mod subset;

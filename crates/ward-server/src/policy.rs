@@ -12,11 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde_json::{Value, json};
+use ward_policy::registry::{self, RegistryAttributes};
 use ward_policy::schema::{ADMIN_POLICY, ADMIN_POLICY_NAME};
-use ward_policy::{
-    Decision, Engine, EntityStore, EntityUid, LoadError, PolicySet, Request, Schema,
-};
+use ward_policy::{Decision, Engine, EntityUid, LoadError, PolicySet, Request, Schema};
 
 use crate::store::{Agent, Store, StoreError};
 
@@ -24,8 +22,7 @@ use crate::store::{Agent, Store, StoreError};
 /// rebuild itself); bounds rebuild work during bulk changes.
 pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The team whose members the default admin policy admits.
-pub const ADMIN_TEAM: &str = "ward-admins";
+pub use ward_policy::registry::{ADMIN_TEAM, risk_tier};
 
 /// Why the PDP could not be built or refreshed.
 #[derive(Debug, thiserror::Error)]
@@ -269,66 +266,30 @@ fn engine(
     agents: &[Agent],
     admins: &[(ward_core::SpiffeId, String)],
 ) -> Result<Engine, PdpError> {
-    let json = entities_json(agents, admins);
-    let entities = EntityStore::from_json_str(schema, &json.to_string())
-        .map_err(|e| PdpError::Entities(e.to_string()))?;
+    let attrs: Vec<(&str, RegistryAttributes)> = agents
+        .iter()
+        .map(|agent| {
+            let a = &agent.attributes;
+            (
+                agent.name.as_str(),
+                RegistryAttributes {
+                    team: a.team.clone(),
+                    risk_tier: a.risk_tier.clone(),
+                    clearance: a.clearance.clone(),
+                    labels: a.labels.clone(),
+                    model: a.model.clone(),
+                },
+            )
+        })
+        .collect();
+    let entities = registry::entities(
+        schema,
+        attrs.iter().map(|(name, a)| (*name, a)),
+        admins.iter().map(|(_, name)| name.as_str()),
+    )
+    .map_err(|e| PdpError::Entities(e.to_string()))?;
     Engine::new(policies.clone(), schema.clone(), entities)
         .map_err(|e| PdpError::Entities(e.to_string()))
-}
-
-/// Registry risk tiers as the schema's 0..3. Unknown or missing tiers are
-/// treated as the riskiest, so a typo cannot lower an agent's risk.
-pub fn risk_tier(tier: Option<&str>) -> i64 {
-    match tier.map(str::to_ascii_lowercase).as_deref() {
-        Some("0" | "none") => 0,
-        Some("1" | "low") => 1,
-        Some("2" | "medium") => 2,
-        _ => 3,
-    }
-}
-
-fn entities_json(agents: &[Agent], admins: &[(ward_core::SpiffeId, String)]) -> Value {
-    let mut out = Vec::new();
-    let mut teams = std::collections::BTreeSet::new();
-    teams.insert(ADMIN_TEAM.to_owned());
-    for agent in agents {
-        let a = &agent.attributes;
-        let team = a.team.clone().unwrap_or_default();
-        let mut attrs = json!({
-            "team": team,
-            "risk_tier": risk_tier(a.risk_tier.as_deref()),
-            "labels": a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-        });
-        if let (Some(clearance), Some(obj)) = (&a.clearance, attrs.as_object_mut()) {
-            obj.insert("clearance".into(), json!(clearance));
-        }
-        if let (Some(model), Some(obj)) = (a.model.get("name"), attrs.as_object_mut()) {
-            obj.insert("model".into(), json!(model));
-        }
-        let parents = if team.is_empty() {
-            vec![]
-        } else {
-            teams.insert(team.clone());
-            vec![json!({"type": "Team", "id": team})]
-        };
-        out.push(json!({
-            "uid": {"type": "Agent", "id": agent.name.as_str()},
-            "attrs": attrs,
-            "parents": parents,
-        }));
-    }
-    for (_, name) in admins {
-        out.push(json!({
-            "uid": {"type": "Human", "id": name},
-            "attrs": {},
-            "parents": [{"type": "Team", "id": ADMIN_TEAM}],
-        }));
-    }
-    for team in teams {
-        out.push(json!({"uid": {"type": "Team", "id": team}, "attrs": {}, "parents": []}));
-    }
-    out.push(json!({"uid": {"type": "Server", "id": "ward"}, "attrs": {}, "parents": []}));
-    Value::Array(out)
 }
 
 /// `Type::"id"` for a Ward entity.

@@ -69,6 +69,82 @@ pub(crate) enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The data plane: the mTLS sidecar that authenticates, decides and
+    /// records every call of one agent.
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProxyCommand {
+    /// Run a proxy for one agent.
+    ///
+    /// On first start it generates a key, enrolls with the join token (the
+    /// server is authenticated with --bundle) and records its inbound
+    /// address in the registry; later starts reuse the identity in
+    /// --state-dir and keep enforcing the last-known-good policy while the
+    /// server is down. The local app calls other agents through the
+    /// outbound listener (`curl -H 'Host: other-agent' http://127.0.0.1:15001/`,
+    /// or `HTTP_PROXY=http://127.0.0.1:15001`). Stops cleanly on SIGINT or
+    /// SIGTERM.
+    Run(Box<ProxyRunArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProxyRunArgs {
+    /// Control-plane address (host:port).
+    #[arg(long, env = "WARD_SERVER")]
+    pub(crate) server: String,
+    /// The agent this proxy speaks for (registered with `ward agent register`).
+    #[arg(long, env = "WARD_AGENT")]
+    pub(crate) agent: String,
+    /// Single-use join token from `ward token create`; only needed until
+    /// the proxy has enrolled.
+    #[arg(long, env = "WARD_JOIN_TOKEN", hide_env_values = true)]
+    pub(crate) join_token: Option<String>,
+    /// The server's trust bundle (its DATA_DIR/bundle.json), to
+    /// authenticate the server at first enrollment.
+    #[arg(long, env = "WARD_BUNDLE")]
+    pub(crate) bundle: Option<PathBuf>,
+    /// The local app (host:port, plain HTTP).
+    #[arg(long, env = "WARD_UPSTREAM")]
+    pub(crate) upstream: String,
+    /// Keys, certificates, last-known-good state and the audit spool
+    /// [default: ./ward-proxy-AGENT].
+    #[arg(long, env = "WARD_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Outbound listener for the local app (plain HTTP).
+    #[arg(long, env = "WARD_OUTBOUND", default_value = ward_proxy::config::DEFAULT_OUTBOUND)]
+    pub(crate) outbound: std::net::SocketAddr,
+    /// Inbound listener for other proxies (mutual TLS).
+    #[arg(long, env = "WARD_INBOUND", default_value = ward_proxy::config::DEFAULT_INBOUND)]
+    pub(crate) inbound: std::net::SocketAddr,
+    /// Address other proxies dial [default: the inbound address].
+    #[arg(long, env = "WARD_ADVERTISE")]
+    pub(crate) advertise: Option<String>,
+    /// Admin listener: /metrics, /healthz, /readyz.
+    #[arg(long, env = "WARD_ADMIN", default_value = ward_proxy::config::DEFAULT_ADMIN)]
+    pub(crate) admin: std::net::SocketAddr,
+    /// Per-caller rate limit on inbound requests, RATE/s or RATE/s:BURST
+    /// (e.g. 100/s:200) [default: unlimited].
+    #[arg(long, env = "WARD_RATE_LIMIT")]
+    pub(crate) rate_limit: Option<ward_proxy::RateLimit>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = ward_proxy::Limits::default().max_body_bytes)]
+    pub(crate) max_body_bytes: usize,
+    /// Longest wait for the app's response head, e.g. 30s.
+    #[arg(long, default_value = "30s")]
+    pub(crate) request_timeout: String,
+    /// When the audit spool cannot take a record: fail-closed (refuse the
+    /// request) or fail-open (forward, count and log the loss).
+    #[arg(long, default_value = "fail-closed")]
+    pub(crate) audit_full: ward_proxy::AuditFull,
+    /// Cap on the audit spool's size on disk, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) audit_spool_mib: u64,
+    /// Worker threads [default: one per core].
+    #[arg(long, env = "WARD_WORKERS")]
+    pub(crate) workers: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ mod ca;
 mod cert;
 pub(crate) mod client;
 mod policy;
+mod proxy;
 mod server;
 mod svid;
 mod token;
@@ -13,7 +14,7 @@ mod token;
 use std::process::ExitCode;
 
 use crate::cli::{
-    AuditCommand, CaCommand, Cli, Command, PolicyCommand, ServerCommand, SvidCommand,
+    AuditCommand, CaCommand, Cli, Command, PolicyCommand, ProxyCommand, ServerCommand, SvidCommand,
 };
 
 /// Something failed; the message says what and how to fix it.
@@ -58,6 +59,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         }),
         Command::Server(ServerCommand::Status { conn }) => server::status(&conn),
+        Command::Proxy(ProxyCommand::Run(args)) => proxy::run(*args),
         Command::Agent(args) => agent::run(args),
         Command::Token(args) => token::run(args),
         Command::Cert(args) => cert::run(args),

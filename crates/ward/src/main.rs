@@ -39,7 +39,12 @@ fn main() -> ExitCode {
 /// Refusals (the server said 401/403) exit 2, configuration mistakes 64,
 /// everything else 1.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<config::ConfigErrors>().is_some() {
+    if e.downcast_ref::<config::ConfigErrors>().is_some()
+        || matches!(
+            e.downcast_ref::<ward_proxy::ProxyError>(),
+            Some(ward_proxy::ProxyError::Config(_))
+        )
+    {
         return cmd::EXIT_USAGE;
     }
     match e.downcast_ref::<ward_client::ClientError>() {

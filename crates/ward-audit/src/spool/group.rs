@@ -40,12 +40,31 @@ struct Inner {
 }
 
 enum Request {
-    Append {
-        record: Vec<u8>,
-        reply: SyncSender<Result<u64, SpoolError>>,
-    },
+    Append { record: Vec<u8>, reply: Reply },
     Control(Control),
     Close,
+}
+
+/// Where an append's outcome goes.
+enum Reply {
+    /// A caller blocked in [`GroupCommit::append`].
+    Blocking(SyncSender<Result<u64, SpoolError>>),
+    /// A callback, run on the writer thread (see
+    /// [`GroupCommit::append_then`]).
+    Callback(Box<dyn FnOnce(Result<u64, SpoolError>) + Send>),
+}
+
+impl Reply {
+    fn send(self, outcome: Result<u64, SpoolError>) {
+        // A caller that gave up waiting is not an error: its record is
+        // durable or failed like everyone else's.
+        match self {
+            Self::Blocking(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Self::Callback(f) => f(outcome),
+        }
+    }
 }
 
 /// Requests served between groups.
@@ -101,7 +120,36 @@ impl GroupCommit {
                 max,
             });
         }
-        self.call(|reply| Request::Append { record, reply })?
+        self.call(|reply| Request::Append {
+            record,
+            reply: Reply::Blocking(reply),
+        })?
+    }
+
+    /// Queues `record` without blocking; `done` runs on the writer thread
+    /// once the record is durable (or failed) — e.g. to complete an async
+    /// task's oneshot. `done` must be quick: the next group waits for it.
+    pub fn append_then(
+        &self,
+        record: Vec<u8>,
+        done: impl FnOnce(Result<u64, SpoolError>) + Send + 'static,
+    ) {
+        let max = self.inner.max_record_bytes;
+        if record.len() > max {
+            done(Err(SpoolError::RecordTooLarge {
+                position: 0,
+                len: record.len(),
+                max,
+            }));
+            return;
+        }
+        let request = Request::Append {
+            record,
+            reply: Reply::Callback(Box::new(done)),
+        };
+        if let Err(mpsc::SendError(Request::Append { reply, .. })) = self.inner.tx.send(request) {
+            reply.send(Err(SpoolError::Closed));
+        }
     }
 
     /// [`Spool::read_batch`] on the writer thread.
@@ -185,7 +233,7 @@ fn run(mut spool: Spool, rx: &Receiver<Request>) {
             },
         };
         let mut records: Vec<Vec<u8>> = Vec::new();
-        let mut replies: Vec<SyncSender<Result<u64, SpoolError>>> = Vec::new();
+        let mut replies: Vec<Reply> = Vec::new();
         let mut controls: Vec<Control> = Vec::new();
         let mut bytes = 0usize;
         let mut closing = false;
@@ -223,26 +271,20 @@ fn run(mut spool: Spool, rx: &Receiver<Request>) {
     }
 }
 
-fn commit(
-    spool: &mut Spool,
-    records: &[Vec<u8>],
-    replies: Vec<SyncSender<Result<u64, SpoolError>>>,
-) {
+fn commit(spool: &mut Spool, records: &[Vec<u8>], replies: Vec<Reply>) {
     if records.is_empty() {
         return;
     }
     let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-    // A caller that gave up waiting is not an error: its record is durable
-    // or failed like everyone else's, hence the ignored send results.
     match spool.append_batch(&slices) {
         Ok(seqs) => {
             for (reply, seq) in replies.into_iter().zip(seqs) {
-                let _ = reply.send(Ok(seq));
+                reply.send(Ok(seq));
             }
         }
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                reply.send(Err(e.clone()));
             }
         }
     }

@@ -21,6 +21,10 @@ pub struct EnrollRequest {
     pub join_token: String,
     /// PKCS#10 CSR, base64 (standard alphabet) of the DER.
     pub csr: String,
+    /// Where the agent's proxy accepts mTLS from other proxies
+    /// (`host:port`); recorded in the registry so peers can reach it.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// `POST /v1/renew` body.
@@ -29,6 +33,9 @@ pub struct EnrollRequest {
 pub struct RenewRequest {
     /// PKCS#10 CSR, base64 of the DER.
     pub csr: String,
+    /// As in [`EnrollRequest::endpoint`]; a proxy that moved says so here.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// An issued SVID and the trust bundle to verify peers with.
@@ -51,6 +58,7 @@ pub(crate) async fn enroll(
     Json(req): Json<EnrollRequest>,
 ) -> Result<Json<SvidResponse>, ApiError> {
     let csr = decode_csr(&req.csr)?;
+    check_endpoint(req.endpoint.as_deref())?;
     let now = state.now();
     // Redeeming burns the token even if the CSR is then refused: a token
     // that met a mismatched CSR may be in the wrong hands.
@@ -62,6 +70,7 @@ pub(crate) async fn enroll(
             tracing::warn!(error = %e, "enrollment refused");
         })?;
     let svid = sign(&state, &csr, &agent.spiffe_id, Some(agent.name.clone())).await?;
+    record_endpoint(&state, &agent, req.endpoint.as_deref()).await?;
     tracing::info!(spiffe_id = %agent.spiffe_id, serial = %svid.leaf().serial, "agent enrolled");
     respond(&state, &svid)
 }
@@ -73,6 +82,7 @@ pub(crate) async fn renew(
 ) -> Result<Json<SvidResponse>, ApiError> {
     let peer = caller.0.ok_or(ApiError::Unauthenticated)?;
     let csr = decode_csr(&req.csr)?;
+    check_endpoint(req.endpoint.as_deref())?;
     let name = peer.spiffe_id.agent_name().ok_or_else(|| {
         ApiError::Forbidden(format!("{} is not an agent identity", peer.spiffe_id))
     })?;
@@ -103,7 +113,53 @@ pub(crate) async fn renew(
             tracing::warn!(peer = %peer.spiffe_id, error = %e, "renewal refused");
             e
         })?;
+    record_endpoint(&state, &agent, req.endpoint.as_deref()).await?;
     respond(&state, &svid)
+}
+
+/// Refuses an endpoint that is not `host:port`, before anything is spent.
+fn check_endpoint(endpoint: Option<&str>) -> Result<(), ApiError> {
+    let Some(endpoint) = endpoint else {
+        return Ok(());
+    };
+    let valid = endpoint.len() <= 255
+        && endpoint.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "endpoint {endpoint:?} must be host:port (the proxy's inbound mTLS address)"
+        )))
+    }
+}
+
+/// Stores the proxy's advertised endpoint when it changed (a change is a
+/// registry revision every watcher sees, so unchanged ones are skipped).
+async fn record_endpoint(
+    state: &AppState,
+    agent: &crate::store::Agent,
+    endpoint: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(endpoint) = endpoint else {
+        return Ok(());
+    };
+    if agent.endpoint.as_deref() == Some(endpoint) {
+        return Ok(());
+    }
+    state
+        .store
+        .update_agent(
+            &agent.name,
+            crate::store::AgentUpdate {
+                attributes: None,
+                endpoint: Some(Some(endpoint.to_owned())),
+            },
+            state.now().unix_timestamp(),
+        )
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn bundle(

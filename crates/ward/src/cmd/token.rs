@@ -33,7 +33,7 @@ pub(crate) fn run(args: crate::cli::TokenArgs) -> anyhow::Result<ExitCode> {
                 crate::cmd::rfc3339(token.expires_at)
             );
             eprintln!(
-                "  ward proxy --server {} --agent {} --join-token <token> …",
+                "  ward proxy run --server {} --bundle <server-data-dir>/bundle.json --agent {} --join-token <token> --upstream <app host:port>",
                 api.addr(),
                 token.agent
             );

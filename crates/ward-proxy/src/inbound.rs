@@ -1,0 +1,511 @@
+//! The inbound listener: mutual TLS from other proxies, then per request
+//! authenticate → check revocation and status → rate-limit → decide (Cedar)
+//! → audit → forward to the local app. Every refusal on that path is a
+//! decision too: it gets a decision id, an audit record and a problem body.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use ward_audit::record::BodyDigest;
+use ward_core::drain::Watch;
+use ward_identity::PeerIdentity;
+use ward_identity::verify::AnyMember;
+use ward_policy::{Context, Value};
+
+use crate::audit::Facts;
+use crate::config::{AuditFull, ProxyConfig};
+use crate::http::{self, Body};
+use crate::{Shared, now_secs};
+
+/// Longest TLS handshake accepted.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pooled HTTP/1.1 client to the local app.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    authority: String,
+}
+
+impl Upstream {
+    /// A pool for `config.upstream`.
+    pub fn new(config: &ProxyConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Self {
+            client,
+            authority: config.upstream.clone(),
+        }
+    }
+}
+
+/// Accepts mTLS connections until shutdown.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, watch: Watch) {
+    let tls = match ward_identity::tls::server_config(
+        Arc::clone(&shared.identity.resolver),
+        Arc::clone(&shared.trust),
+        // Any member of the trust domain may connect; revocation, status
+        // and policy are checked per request, where a refusal is audited.
+        Arc::new(AnyMember),
+    ) {
+        Ok(mut config) => {
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(config)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "inbound TLS setup failed; not serving");
+            return;
+        }
+    };
+    let acceptor = TlsAcceptor::from(tls);
+    let shutdown = watch.clone().signaled();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbound accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(connection(
+            acceptor.clone(),
+            tcp,
+            remote,
+            Arc::clone(&shared),
+            watch.clone(),
+        ));
+    }
+}
+
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    remote: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    watch: Watch,
+) {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return refused_handshake(&shared, remote, &e.to_string()).await,
+        Err(_) => return refused_handshake(&shared, remote, "TLS handshake timed out").await,
+    };
+    // The verifier demanded and checked a client certificate.
+    let Some(peer) = ward_identity::tls::peer_identity(stream.get_ref().1) else {
+        return refused_handshake(&shared, remote, "no client certificate").await;
+    };
+    let agent = peer
+        .spiffe_id
+        .agent_name()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let (_guard, cut) = shared.conns.register(&agent, peer.serial.as_str());
+    let peer = Arc::new(peer);
+    let svc_shared = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = Arc::clone(&svc_shared);
+        let peer = Arc::clone(&peer);
+        async move { Ok::<_, Infallible>(handle(&shared, &peer, req).await) }
+    });
+    let limits = shared.config.limits;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let drained = watch.signaled();
+    tokio::pin!(drained);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "inbound connection ended with an error");
+            }
+        }
+        () = cut.notified() => {
+            // Dropping the connection closes the socket and every stream
+            // on it: a revoked peer keeps nothing open.
+            tracing::warn!(%remote, peer = %agent, "connection cut: peer no longer admitted");
+        }
+        guard = &mut drained => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+            drop(guard);
+        }
+    }
+}
+
+/// A handshake that failed is a denied call too (invariant 1): audited with
+/// no principal.
+async fn refused_handshake(shared: &Shared, remote: std::net::SocketAddr, why: &str) {
+    tracing::info!(%remote, reason = why, "inbound handshake refused");
+    let facts = Facts {
+        decision_id: http::hex(&http::random::<16>()),
+        action: "connect".to_owned(),
+        resource: format!("Agent::\"{}\"", shared.identity.agent),
+        reasons: vec![format!("TLS handshake refused: {why}")],
+        policy_version: "none".to_owned(),
+        method: "CONNECT".to_owned(),
+        path: String::new(),
+        ..Facts::default()
+    };
+    shared.metrics.request("inbound", "deny", "handshake");
+    if let Err(e) = shared.audit.write(&facts, false).await {
+        shared.metrics.audit_failures.inc();
+        tracing::error!(error = %e, "audit record for a refused handshake not written");
+    }
+}
+
+/// One inbound request, start to finish.
+pub async fn handle(
+    shared: &Shared,
+    peer: &PeerIdentity,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (trace_id, traceparent) = http::trace(req.headers());
+    let method = req.method().as_str().to_owned();
+    let compiled = shared.compiled();
+    let mut facts = Facts {
+        decision_id: http::hex(&http::random::<16>()),
+        principal: Some(peer.spiffe_id.clone()),
+        action: format!("Action::\"{method}\""),
+        resource: format!("Agent::\"{}\"", shared.identity.agent),
+        policy_version: compiled.policy_version().unwrap_or("none").to_owned(),
+        trace_id: Some(trace_id),
+        serial: Some(peer.serial.as_str().to_owned()),
+        path: req.uri().path().to_owned(),
+        method,
+        ..Facts::default()
+    };
+    let refuse = |status, slug: &'static str, detail: String| Refusal {
+        status,
+        slug,
+        detail,
+        retry_after: None,
+    };
+    let now = now_secs();
+    let checks = (|| {
+        if shared.identity.expired(now) {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "proxy-certificate-expired",
+                "this proxy's certificate expired without renewal; it fails closed until re-enrolled".to_owned(),
+            ));
+        }
+        let agent = peer.spiffe_id.agent_name().ok_or_else(|| {
+            refuse(
+                StatusCode::FORBIDDEN,
+                "not-an-agent",
+                format!("{} is not an agent identity", peer.spiffe_id),
+            )
+        })?;
+        if peer.not_after <= now {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "certificate-expired",
+                format!("the certificate of {} has expired", peer.spiffe_id),
+            ));
+        }
+        if compiled
+            .view
+            .is_revoked(agent.as_str(), peer.serial.as_str())
+        {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "revoked",
+                format!("the credentials of {} are revoked", peer.spiffe_id),
+            ));
+        }
+        match compiled.view.agents.get(agent.as_str()) {
+            None => Err(refuse(
+                StatusCode::FORBIDDEN,
+                "unknown-agent",
+                format!("{agent} is not a registered agent"),
+            )),
+            Some(a) if !a.is_active() => Err(refuse(
+                StatusCode::FORBIDDEN,
+                "agent-not-active",
+                format!("{agent} is {}", a.status),
+            )),
+            Some(_) => Ok(agent),
+        }
+    })();
+    let agent = match checks {
+        Ok(agent) => agent,
+        Err(r) => return deny(shared, &mut facts, r, started).await,
+    };
+    if let Err(wait) = shared.limiter.check(agent.as_str(), Instant::now()) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let r = Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            slug: "rate-limited",
+            detail: format!("rate limit for {agent} exceeded; retry in {secs}s"),
+            retry_after: Some(secs),
+        };
+        return deny(shared, &mut facts, r, started).await;
+    }
+    let limits = shared.config.limits;
+    if req.headers().len() > limits.max_headers {
+        let r = refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too-many-headers",
+            format!("more than {} header fields", limits.max_headers),
+        );
+        return deny(shared, &mut facts, r, started).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("request body larger than {} bytes", limits.max_body_bytes),
+        )
+    };
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return deny(shared, &mut facts, too_large(), started).await;
+    }
+    let bytes: Bytes = match Limited::new(body, limits.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return deny(shared, &mut facts, too_large(), started).await;
+        }
+        Err(e) => {
+            let r = refuse(
+                StatusCode::BAD_REQUEST,
+                "body-unreadable",
+                format!("request body could not be read: {e}"),
+            );
+            return deny(shared, &mut facts, r, started).await;
+        }
+    };
+    facts.body = Some(BodyDigest::of(&bytes));
+
+    // The decision.
+    let Some(engine) = &compiled.engine else {
+        let r = refuse(
+            StatusCode::FORBIDDEN,
+            "no-policy",
+            "no verified policy bundle is active; push one with `ward policy push`".to_owned(),
+        );
+        return deny(shared, &mut facts, r, started).await;
+    };
+    let request = match cedar_request(shared, &agent, &facts) {
+        Ok(r) => r,
+        Err(e) => {
+            let r = refuse(StatusCode::FORBIDDEN, "bad-request-entity", e);
+            return deny(shared, &mut facts, r, started).await;
+        }
+    };
+    let decision = engine.decide(&request);
+    facts.policies = decision
+        .policies()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    facts.reasons = decision.reasons().iter().map(ToString::to_string).collect();
+    facts.reasons.extend(
+        decision
+            .errors()
+            .iter()
+            .map(|e| format!("policy {} errored: {}", e.policy, e.message)),
+    );
+    facts.policy_version = decision.policy_version().to_string();
+    if !decision.is_allowed() {
+        let detail = if facts.reasons.is_empty() {
+            format!(
+                "no policy permits {agent} to {} {}",
+                facts.method, facts.path
+            )
+        } else {
+            facts.reasons.join("; ")
+        };
+        let r = refuse(StatusCode::FORBIDDEN, "denied", detail);
+        return deny(shared, &mut facts, r, started).await;
+    }
+    if let Err(e) = shared.audit.write(&facts, true).await {
+        shared.metrics.audit_failures.inc();
+        tracing::error!(error = %e, decision_id = %facts.decision_id, "audit record not written");
+        if shared.config.audit_full == AuditFull::FailClosed {
+            shared.metrics.request("inbound", "deny", "audit");
+            return http::problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit-unavailable",
+                "the decision could not be audited, so the request is refused (fail closed)",
+                json!({"decision_id": facts.decision_id}),
+            );
+        }
+    }
+    shared.metrics.decision(started.elapsed().as_secs_f64());
+    shared.metrics.request("inbound", "allow", "policy");
+
+    // Forward.
+    http::strip(&mut parts.headers);
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", hyper::http::uri::PathAndQuery::as_str)
+        .to_owned();
+    let uri = match format!("http://{}{pq}", shared.upstream.authority).parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            return http::problem(
+                StatusCode::BAD_GATEWAY,
+                "bad-upstream",
+                &format!("upstream address {}: {e}", shared.upstream.authority),
+                json!({"decision_id": facts.decision_id}),
+            );
+        }
+    };
+    parts.uri = uri;
+    parts.version = hyper::Version::HTTP_11;
+    let headers = &mut parts.headers;
+    if let Ok(v) = HeaderValue::from_str(&shared.upstream.authority) {
+        headers.insert(header::HOST, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(peer.spiffe_id.as_str()) {
+        headers.insert(http::PEER_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&facts.decision_id) {
+        headers.insert(http::DECISION_ID, v);
+    }
+    headers.insert("traceparent", traceparent);
+    let forwarded = Request::from_parts(parts, http::full(bytes));
+    let upstream_started = Instant::now();
+    let result = tokio::time::timeout(
+        limits.request_timeout,
+        shared.upstream.client.request(forwarded),
+    )
+    .await;
+    shared
+        .metrics
+        .upstream(upstream_started.elapsed().as_secs_f64());
+    match result {
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            http::strip(&mut parts.headers);
+            Response::from_parts(parts, body.map_err(Into::into).boxed())
+        }
+        Ok(Err(e)) => http::problem(
+            StatusCode::BAD_GATEWAY,
+            "upstream-unreachable",
+            &format!(
+                "the local app at {} did not answer: {e}",
+                shared.upstream.authority
+            ),
+            json!({"decision_id": facts.decision_id}),
+        ),
+        Err(_) => http::problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream-timeout",
+            &format!(
+                "the local app did not answer within {}s",
+                limits.request_timeout.as_secs()
+            ),
+            json!({"decision_id": facts.decision_id}),
+        ),
+    }
+}
+
+fn cedar_request(
+    shared: &Shared,
+    caller: &ward_core::AgentName,
+    facts: &Facts,
+) -> Result<ward_policy::Request, String> {
+    let uid = |t: &str, id: &str| ward_policy::json::uid(t, id).map_err(|e| e.to_string());
+    let now = time::OffsetDateTime::now_utc();
+    let context = Context::new()
+        .with("time", now.unix_timestamp())
+        .with("hour", i64::from(now.hour()))
+        .with("method", facts.method.as_str())
+        .with("path", facts.path.as_str())
+        .with("data_labels", Value::Set(Vec::new()))
+        .with("risk_score", 0i64);
+    Ok(ward_policy::Request::new(
+        uid("Agent", caller.as_str())?,
+        uid("Action", &facts.method)?,
+        uid("Agent", shared.identity.agent.as_str())?,
+        context,
+    ))
+}
+
+/// Why a request is refused before or by policy.
+#[derive(Debug)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Problem type slug and metric reason.
+    pub slug: &'static str,
+    /// What the caller is told.
+    pub detail: String,
+    /// For 429.
+    pub retry_after: Option<u64>,
+}
+
+/// Audits and answers a refusal.
+async fn deny(shared: &Shared, facts: &mut Facts, r: Refusal, started: Instant) -> Response<Body> {
+    if facts.reasons.is_empty() || r.slug != "denied" {
+        facts.reasons.push(r.detail.clone());
+    }
+    if let Err(e) = shared.audit.write(facts, false).await {
+        shared.metrics.audit_failures.inc();
+        tracing::error!(error = %e, decision_id = %facts.decision_id, "audit record for a denial not written");
+    }
+    shared.metrics.decision(started.elapsed().as_secs_f64());
+    shared.metrics.request("inbound", "deny", r.slug);
+    tracing::info!(
+        decision_id = %facts.decision_id,
+        principal = facts.principal.as_ref().map(ToString::to_string).unwrap_or_default(),
+        action = %facts.action,
+        reason = %r.detail,
+        "request denied"
+    );
+    let mut resp = http::problem(
+        r.status,
+        r.slug,
+        &r.detail,
+        json!({
+            "decision_id": facts.decision_id,
+            "policies": facts.policies,
+        }),
+    );
+    if let Some(secs) = r.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}

@@ -1,0 +1,756 @@
+//! Two agents through two real proxies and a real server over mutual TLS
+//! on 127.0.0.1: allow, deny with the policy's reason, spoofed `ward-*`
+//! headers, a peer from another trust domain, an expired certificate, a
+//! plain-text client on the mTLS port, revocation cutting a live stream,
+//! restart with the server down, and certificate rotation under load.
+//! Every refusal is checked in the receiving proxy's audit spool.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use ward_audit::record::{AuditRecord, Decision};
+use ward_client::{Client, Method};
+use ward_core::{AgentName, TrustDomain, drain};
+use ward_identity::{KeyAlgorithm, PrivateKey, TrustBundle, X509Svid};
+use ward_proxy::{Limits, Proxy, ProxyConfig, RateLimit};
+use ward_server::data_dir::DataDir;
+use ward_server::server::{self, RunOptions};
+
+const POLICY: &str = r#"
+@id("a-calls-b")
+@reason("a may call b")
+permit(principal == Agent::"a", action, resource == Agent::"b");
+
+@id("no-deletes-on-b")
+@reason("nobody deletes on b")
+forbid(principal, action == Action::"DELETE", resource == Agent::"b");
+"#;
+
+struct World {
+    _tmp: tempfile::TempDir,
+    dir: DataDir,
+    server: Option<(SocketAddr, drain::Trigger)>,
+    server_addr: SocketAddr,
+    bundle: TrustBundle,
+    app: SocketAddr,
+}
+
+impl World {
+    async fn new(svid_ttl: Duration) -> Self {
+        ward_identity::provider::install_default();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("data"));
+        let td = TrustDomain::new("example.org").unwrap();
+        dir.init(&td, None, KeyAlgorithm::EcdsaP256).await.unwrap();
+        let bundle = TrustBundle::read(td, &dir.bundle_path()).unwrap();
+        let app = echo_app().await;
+        let mut world = Self {
+            _tmp: tmp,
+            dir,
+            server: None,
+            server_addr: "127.0.0.1:0".parse().unwrap(),
+            bundle,
+            app,
+        };
+        world.start_server(svid_ttl).await;
+        let admin = world.admin();
+        for name in ["a", "b"] {
+            let _: Value = admin
+                .call(
+                    Method::POST,
+                    "/v1/agents",
+                    Some(&json!({"name": name, "attributes": {"team": "t"}})),
+                )
+                .await
+                .unwrap();
+        }
+        let _: Value = admin
+            .call(
+                Method::POST,
+                "/v1/policies",
+                Some(&json!({"files": [{"name": "main.cedar", "text": POLICY}]})),
+            )
+            .await
+            .unwrap();
+        world
+    }
+
+    async fn start_server(&mut self, svid_ttl: Duration) {
+        let (trigger, watch) = drain::channel();
+        let listen = if self.server_addr.port() == 0 {
+            "127.0.0.1:0".parse().unwrap()
+        } else {
+            self.server_addr
+        };
+        let addr = server::start(
+            RunOptions {
+                data_dir: self.dir.clone(),
+                store_url: None,
+                listen,
+                svid_ttl,
+                policy_dir: None,
+            },
+            watch,
+        )
+        .await
+        .unwrap();
+        self.server_addr = addr;
+        self.server = Some((addr, trigger));
+    }
+
+    async fn stop_server(&mut self) {
+        if let Some((_, trigger)) = self.server.take() {
+            trigger.drain(Duration::from_secs(5)).await;
+        }
+    }
+
+    fn admin(&self) -> Client {
+        let (cert, key) = self.dir.admin_files();
+        let svid = X509Svid::read_pem(&cert).unwrap();
+        let key = PrivateKey::read_pem(&key).unwrap();
+        Client::new(
+            &self.server_addr.to_string(),
+            &self.bundle,
+            Some((&svid, &key)),
+        )
+        .unwrap()
+    }
+
+    async fn token(&self, agent: &str) -> String {
+        let resp: Value = self
+            .admin()
+            .call(
+                Method::POST,
+                &format!("/v1/agents/{agent}/tokens"),
+                Some(&json!({"ttl_secs": 600})),
+            )
+            .await
+            .unwrap();
+        resp["token"].as_str().unwrap().to_owned()
+    }
+
+    fn config(&self, agent: &str, state: &std::path::Path, token: Option<String>) -> ProxyConfig {
+        ProxyConfig {
+            server: self.server_addr.to_string(),
+            bundle: Some(self.dir.bundle_path()),
+            agent: AgentName::new(agent).unwrap(),
+            join_token: token,
+            upstream: self.app.to_string(),
+            state_dir: state.to_path_buf(),
+            outbound: "127.0.0.1:0".parse().unwrap(),
+            inbound: "127.0.0.1:0".parse().unwrap(),
+            advertise: None,
+            admin: "127.0.0.1:0".parse().unwrap(),
+            limits: Limits::default(),
+            rate_limit: None,
+            audit_full: ward_proxy::AuditFull::FailClosed,
+            audit_spool_bytes: 64 << 20,
+        }
+    }
+
+    async fn proxy(&self, agent: &str, rate: Option<RateLimit>) -> Proxy {
+        let state = self._tmp.path().join(format!("proxy-{agent}"));
+        let token = self.token(agent).await;
+        let mut config = self.config(agent, &state, Some(token));
+        config.rate_limit = rate;
+        let proxy = ward_proxy::start(config).await.unwrap();
+        wait_ready(&proxy).await;
+        proxy
+    }
+}
+
+/// Until the proxy has applied a view with a policy and knows every peer's
+/// endpoint; bounded.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_ready(proxy: &Proxy) {
+    wait_until("readiness", || {
+        proxy.shared.ready() && proxy.shared.compiled().policy_version().is_some()
+    })
+    .await;
+}
+
+async fn wait_endpoint(proxy: &Proxy, agent: &str) {
+    wait_until("the peer's endpoint", || {
+        proxy
+            .shared
+            .compiled()
+            .view
+            .agents
+            .get(agent)
+            .is_some_and(|a| a.endpoint.is_some())
+    })
+    .await;
+}
+
+/// The local app: echoes method, path and headers as JSON; `/sse` streams
+/// an event every 50 ms for ever.
+async fn echo_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    if req.uri().path() == "/sse" {
+                        let ticker = Ticker {
+                            interval: tokio::time::interval(Duration::from_millis(50)),
+                            n: 0,
+                        };
+                        let mut resp = Response::new(ticker.boxed());
+                        resp.headers_mut()
+                            .insert("content-type", "text/event-stream".parse().unwrap());
+                        return Ok::<_, Infallible>(resp);
+                    }
+                    let headers: serde_json::Map<String, Value> = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                        .collect();
+                    let body = json!({
+                        "method": req.method().as_str(),
+                        "path": req.uri().path(),
+                        "headers": headers,
+                    });
+                    Ok(Response::new(
+                        Full::new(Bytes::from(body.to_string()))
+                            .map_err(|e: Infallible| match e {})
+                            .boxed(),
+                    ))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An endless SSE body: an event every 50 ms.
+struct Ticker {
+    interval: tokio::time::Interval,
+    n: u64,
+}
+
+impl hyper::body::Body for Ticker {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.interval.poll_tick(cx) {
+            std::task::Poll::Ready(_) => {
+                self.n += 1;
+                let event = format!("data: tick {}\n\n", self.n);
+                std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// A plain HTTP/1.1 request to a proxy's outbound listener.
+async fn call(
+    proxy: &Proxy,
+    method: &str,
+    target: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, Value) {
+    let tcp = TcpStream::connect(proxy.outbound).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", target);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from_static(b"hello"))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, headers, json)
+}
+
+fn records(proxy: &Proxy) -> Vec<AuditRecord> {
+    proxy.shared.audit.pending(0, 100_000).unwrap()
+}
+
+fn audited(proxy: &Proxy, decision_id: &str) -> AuditRecord {
+    records(proxy)
+        .into_iter()
+        .find(|r| r.decision_id == decision_id)
+        .unwrap_or_else(|| panic!("decision {decision_id} is not in the audit spool"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_through_two_proxies() {
+    let world = World::new(Duration::from_secs(600)).await;
+    let pa = world.proxy("a", None).await;
+    let pb = world
+        .proxy(
+            "b",
+            Some(RateLimit {
+                per_second: 1.0,
+                burst: 30,
+            }),
+        )
+        .await;
+    wait_endpoint(&pa, "b").await;
+    wait_endpoint(&pb, "a").await;
+
+    // Allowed, with a forged identity header from app A that must not
+    // reach app B.
+    let (status, headers, body) = call(
+        &pa,
+        "POST",
+        "b",
+        "/hello?secret=x",
+        &[
+            ("ward-peer-id", "spiffe://example.org/agent/admin"),
+            ("ward-decision-id", "forged"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["path"], "/hello");
+    assert_eq!(
+        body["headers"]["ward-peer-id"],
+        "spiffe://example.org/agent/a"
+    );
+    let decision_id = body["headers"]["ward-decision-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(decision_id, "forged");
+    assert!(
+        body["headers"]["traceparent"]
+            .as_str()
+            .unwrap()
+            .starts_with("00-")
+    );
+    assert!(headers.get("ward-peer-id").is_none());
+    let record = audited(&pb, &decision_id);
+    assert_eq!(record.decision, Decision::Allow);
+    assert_eq!(record.policies, vec!["a-calls-b".to_owned()]);
+    assert_eq!(
+        record.request.path, "/hello",
+        "no query string in the audit log"
+    );
+    assert_eq!(
+        record.request.body_sha256,
+        ward_audit::record::BodyDigest::of(b"hello")
+    );
+    assert_eq!(
+        record.principal.unwrap().as_str(),
+        "spiffe://example.org/agent/a"
+    );
+
+    // Absolute-form (HTTP_PROXY style) and the ward-target header route too.
+    let (status, _, body) = call(&pa, "GET", "ignored", "http://b/abs", &[]).await;
+    assert_eq!((status, body["path"].as_str()), (200, Some("/abs")));
+    let (status, _, _) = call(&pa, "GET", "nobody", "/t", &[("ward-target", "b")]).await;
+    assert_eq!(status, 200);
+
+    // Denied by a forbid with a reason: 403 problem naming the decision.
+    let (status, headers, body) = call(&pa, "DELETE", "b", "/records", &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(body["detail"], "nobody deletes on b");
+    assert_eq!(body["policies"], json!(["no-deletes-on-b"]));
+    let record = audited(&pb, body["decision_id"].as_str().unwrap());
+    assert_eq!(record.decision, Decision::Deny);
+    assert_eq!(record.reasons, vec!["nobody deletes on b".to_owned()]);
+
+    // Default deny: no policy lets b call a.
+    let (status, _, body) = call(&pb, "GET", "a", "/", &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "urn:ward:problem:denied");
+    assert_eq!(
+        audited(&pa, body["decision_id"].as_str().unwrap()).decision,
+        Decision::Deny
+    );
+
+    // A target that is not a registered agent is refused at the source,
+    // and audited there.
+    let (status, _, body) = call(&pa, "GET", "mallory", "/", &[]).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["type"], "urn:ward:problem:unknown-target");
+    let record = audited(&pa, body["decision_id"].as_str().unwrap());
+    assert_eq!(record.resource, "Agent::\"mallory\"");
+
+    // Rate limit: a burst of 30, then 429 with Retry-After, audited.
+    let mut limited = None;
+    for _ in 0..40 {
+        let (status, headers, body) = call(&pa, "GET", "b", "/burst", &[]).await;
+        if status == 429 {
+            limited = Some((headers, body));
+            break;
+        }
+        assert_eq!(status, 200);
+    }
+    let (headers, body) = limited.expect("the rate limit never triggered");
+    assert!(
+        headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        audited(&pb, body["decision_id"].as_str().unwrap()).reasons[0],
+        body["detail"].as_str().unwrap()
+    );
+
+    // The metrics saw it.
+    let metrics = http_get(pb.admin, "/metrics").await;
+    assert!(metrics.contains("ward_proxy_requests_total{direction=\"inbound\",decision=\"deny\",reason=\"rate-limited\"}"), "{metrics}");
+    assert!(metrics.contains("ward_proxy_policy_bundle{version=\""));
+    assert!(
+        http_get(pb.admin, "/readyz")
+            .await
+            .contains("\"ready\":true")
+    );
+
+    pa.shutdown(Duration::from_secs(5)).await;
+    pb.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            Request::get(path)
+                .header("host", "admin")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+/// Accepts any server certificate: the probes below test what the *proxy*
+/// refuses, so the client must not give up first.
+#[derive(Debug)]
+struct AcceptAnyServer;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls_pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &ward_identity::provider::signature_algorithms(),
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls_pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &ward_identity::provider::signature_algorithms(),
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        ward_identity::provider::signature_algorithms().supported_schemes()
+    }
+}
+
+/// Presents `chain`/`key` to `addr` and tries one HTTP/1.1 request; returns
+/// what came back, or why nothing did.
+async fn tls_probe(
+    addr: SocketAddr,
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Result<String, String> {
+    let config =
+        rustls::ClientConfig::builder_with_provider(ward_identity::provider::crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServer))
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(rustls_pki_types::ServerName::try_from("b").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: b\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .map_err(|_| "no answer".to_owned())?
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn handshake_denials(proxy: &Proxy) -> Vec<AuditRecord> {
+    records(proxy)
+        .into_iter()
+        .filter(|r| r.action == "connect" && r.decision == Decision::Deny)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_expired_and_plaintext_peers_are_refused_and_audited() {
+    let world = World::new(Duration::from_secs(600)).await;
+    let pb = world.proxy("b", None).await;
+
+    // Control: a valid SVID for `a`, from the real CA, gets an HTTP answer
+    // (a policy decision), so the refusals below are about the certificate.
+    let (ca, _) = world.dir.load_ca().unwrap();
+    let mint = |ttl: Duration| {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let id = ca.trust_domain().agent_id(&AgentName::new("a").unwrap());
+        let csr = ward_identity::csr::create(&key, &id).unwrap();
+        let svid = ca
+            .sign_csr(csr.as_ref(), &id, ttl, time::OffsetDateTime::now_utc())
+            .unwrap();
+        (svid.chain().to_vec(), key.to_pkcs8_der())
+    };
+    let (chain, key) = mint(Duration::from_secs(600));
+    let answer = tls_probe(pb.inbound, chain, key).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(handshake_denials(&pb).is_empty());
+
+    // Another trust domain, however well-formed.
+    let evil = ward_testkit::TestPki::new("evil.example");
+    let leaf = evil.leaf(&ward_testkit::LeafSpec::svid(
+        "spiffe://evil.example/agent/a",
+    ));
+    let refused = tls_probe(pb.inbound, leaf.chain.clone(), leaf.key_der()).await;
+    assert!(
+        !refused.as_ref().is_ok_and(|a| a.starts_with("HTTP/")),
+        "{refused:?}"
+    );
+
+    // Our own CA, but expired.
+    let (chain, key) = mint(Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let refused = tls_probe(pb.inbound, chain, key).await;
+    assert!(
+        !refused.as_ref().is_ok_and(|a| a.starts_with("HTTP/")),
+        "{refused:?}"
+    );
+
+    // Plain text on the mTLS port: no HTTP, ever.
+    let mut tcp = TcpStream::connect(pb.inbound).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: b\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert!(
+        !buf[..n].starts_with(b"HTTP/"),
+        "plain HTTP answered on the mTLS port"
+    );
+
+    // Each refusal is an audited denial with the reason.
+    wait_until("three audited handshake refusals", || {
+        handshake_denials(&pb).len() >= 3
+    })
+    .await;
+    let reasons: Vec<String> = handshake_denials(&pb)
+        .into_iter()
+        .flat_map(|r| r.reasons)
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("Expired") || r.contains("expired")),
+        "{reasons:?}"
+    );
+    assert!(handshake_denials(&pb).iter().all(|r| r.principal.is_none()));
+    pb.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_cuts_a_live_stream_and_restart_without_server_keeps_enforcing() {
+    let mut world = World::new(Duration::from_secs(600)).await;
+    let pa = world.proxy("a", None).await;
+    let pb = world.proxy("b", None).await;
+    wait_endpoint(&pa, "b").await;
+
+    // A long-lived SSE stream from b's app to a, through both proxies.
+    let tcp = TcpStream::connect(pa.outbound).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            Request::get("/sse")
+                .header("host", "b")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    // It streams: events arrive before the response ends.
+    for _ in 0..3 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(frame.data_ref().unwrap().starts_with(b"data: tick"));
+    }
+
+    // Revoke a: the stream is cut, and a's next request is refused.
+    let revoked_at = Instant::now();
+    let _: Value = world
+        .admin()
+        .call(
+            Method::POST,
+            "/v1/agents/a/revoke",
+            Some(&json!({"reason": "test"})),
+        )
+        .await
+        .unwrap();
+    let cut = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+    assert!(cut.is_ok(), "the stream was not cut within 10 s");
+    eprintln!(
+        "stream cut {:?} after the revocation was acknowledged",
+        revoked_at.elapsed()
+    );
+    let (status, _, body) = call(&pa, "GET", "b", "/after", &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "urn:ward:problem:revoked");
+    assert_eq!(
+        audited(&pb, body["decision_id"].as_str().unwrap()).decision,
+        Decision::Deny
+    );
+
+    // Server down; b restarts from its state directory (no token) and
+    // still enforces the revocation and the policy.
+    let state_b = pb.shared.config.state_dir.clone();
+    pb.shutdown(Duration::from_secs(5)).await;
+    world.stop_server().await;
+    let mut config = world.config("b", &state_b, None);
+    config.inbound = "127.0.0.1:0".parse().unwrap();
+    let pb = ward_proxy::start(config).await.unwrap();
+    assert!(pb.shared.ready(), "ready from last-known-good state");
+    assert!(pb.shared.compiled().view.revoked_agents.contains("a"));
+    assert!(pb.shared.compiled().engine.is_some());
+    pb.shutdown(Duration::from_secs(5)).await;
+    pa.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_under_load_without_a_failed_request() {
+    // 8 s SVIDs (plus the CA's 30 s backdating): both proxies renew a few
+    // times during the run.
+    let world = World::new(Duration::from_secs(8)).await;
+    let pa = world.proxy("a", None).await;
+    let pb = world.proxy("b", None).await;
+    wait_endpoint(&pa, "b").await;
+    let first = (
+        pa.shared.identity.generation(),
+        pb.shared.identity.generation(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut ok = 0u32;
+    while Instant::now() < deadline {
+        let (status, _, body) = call(&pa, "GET", "b", "/load", &[]).await;
+        assert_eq!(status, 200, "request {ok} failed during rotation: {body}");
+        ok += 1;
+    }
+    let last = (
+        pa.shared.identity.generation(),
+        pb.shared.identity.generation(),
+    );
+    assert!(
+        last.0 > first.0 && last.1 > first.1,
+        "no rotation happened: {first:?} → {last:?}"
+    );
+    eprintln!(
+        "{ok} requests, rotations a={} b={}, none failed",
+        last.0, last.1
+    );
+    pa.shutdown(Duration::from_secs(5)).await;
+    pb.shutdown(Duration::from_secs(5)).await;
+}

@@ -1,0 +1,70 @@
+//! `ward proxy run`: the data plane for one agent.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use ward_core::AgentName;
+use ward_proxy::{Limits, ProxyConfig};
+
+use crate::cli::ProxyRunArgs;
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(args: ProxyRunArgs) -> anyhow::Result<ExitCode> {
+    let agent = AgentName::new(&args.agent).with_context(|| format!("--agent {:?}", args.agent))?;
+    let request_timeout = crate::cmd::parse_duration(&args.request_timeout)
+        .with_context(|| format!("--request-timeout {:?}", args.request_timeout))?;
+    let config = ProxyConfig {
+        server: args.server,
+        bundle: args.bundle,
+        join_token: args.join_token,
+        upstream: args.upstream,
+        state_dir: args
+            .state_dir
+            .unwrap_or_else(|| format!("ward-proxy-{agent}").into()),
+        agent,
+        outbound: args.outbound,
+        inbound: args.inbound,
+        advertise: args.advertise,
+        admin: args.admin,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            request_timeout,
+            ..Limits::default()
+        },
+        rate_limit: args.rate_limit,
+        audit_full: args.audit_full,
+        audit_spool_bytes: args.audit_spool_mib.saturating_mul(1 << 20),
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers {
+        anyhow::ensure!(n > 0, "--workers must be at least 1");
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let proxy = ward_proxy::start(config).await?;
+        eprintln!(
+            "ward proxy for {} — outbound {}, inbound {} (advertised {}), admin {}",
+            proxy.shared.identity.spiffe_id,
+            proxy.outbound,
+            proxy.inbound,
+            proxy.shared.advertise(),
+            proxy.admin
+        );
+        crate::cmd::server::wait_for_signal().await?;
+        eprintln!(
+            "shutting down (waiting up to {}s for in-flight requests)",
+            DRAIN_DEADLINE.as_secs()
+        );
+        if proxy.shutdown(DRAIN_DEADLINE).await == ward_core::drain::Outcome::TimedOut {
+            eprintln!("some requests did not finish within the deadline");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
