@@ -200,3 +200,76 @@ fn bad_input_gets_a_clear_error() {
     );
     assert!(ward(&["--help"]).status.success());
 }
+
+#[test]
+fn proxy_run_explains_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    // No identity yet and no join token: a usage error naming the fix.
+    let out = ward(&[
+        "proxy",
+        "run",
+        "--server",
+        "127.0.0.1:1",
+        "--agent",
+        "api",
+        "--upstream",
+        "127.0.0.1:2",
+        "--state-dir",
+        s(&state),
+        "--outbound",
+        "127.0.0.1:0",
+        "--inbound",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("ward token create --agent api"), "{stderr}");
+    // The state directory it made holds keys later: 0700.
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+
+    // A token but no bundle to authenticate the server with.
+    let out = ward(&[
+        "proxy",
+        "run",
+        "--server",
+        "127.0.0.1:1",
+        "--agent",
+        "api",
+        "--upstream",
+        "127.0.0.1:2",
+        "--state-dir",
+        s(&state),
+        "--join-token",
+        "t",
+        "--outbound",
+        "127.0.0.1:0",
+        "--inbound",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("--bundle"), "{stderr}");
+
+    // A malformed rate limit is caught by the parser with the expected form.
+    let out = ward(&[
+        "proxy",
+        "run",
+        "--server",
+        "x:1",
+        "--agent",
+        "api",
+        "--upstream",
+        "y:2",
+        "--rate-limit",
+        "lots",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("RATE/s"), "{stderr}");
+}
