@@ -141,7 +141,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let drained = watch.signaled();
     tokio::pin!(drained);
@@ -284,6 +284,7 @@ pub async fn handle(
         return deny(shared, &mut facts, r, started).await;
     }
     let (mut parts, body) = req.into_parts();
+    let upgrade = crate::upgrade::requested(parts.version, &parts.headers);
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -375,6 +376,13 @@ pub async fn handle(
 
     // Forward.
     http::strip(&mut parts.headers);
+    let client_upgrade = match upgrade.clone() {
+        Some(value) => {
+            crate::upgrade::restore(&mut parts.headers, value);
+            crate::upgrade::take(&mut parts.extensions)
+        }
+        None => None,
+    };
     let pq = parts
         .uri
         .path_and_query()
@@ -415,9 +423,26 @@ pub async fn handle(
         .metrics
         .upstream(upstream_started.elapsed().as_secs_f64());
     match result {
-        Ok(Ok(resp)) => {
+        Ok(Ok(mut resp)) => {
+            let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let upstream_upgrade = switching
+                .then(|| crate::upgrade::take(resp.extensions_mut()))
+                .flatten();
             let (mut parts, body) = resp.into_parts();
+            let accepted = parts.headers.get(header::UPGRADE).cloned();
             http::strip(&mut parts.headers);
+            if let (Some(client), Some(upstream), Some(value)) =
+                (client_upgrade, upstream_upgrade, accepted)
+            {
+                crate::upgrade::restore(&mut parts.headers, value);
+                let cut = shared.conns.register(agent.as_str(), peer.serial.as_str());
+                crate::upgrade::splice(
+                    client,
+                    upstream,
+                    Some(cut),
+                    format!("{} → {}", peer.spiffe_id, shared.upstream.authority),
+                );
+            }
             Response::from_parts(parts, body.map_err(Into::into).boxed())
         }
         Ok(Err(e)) => http::problem(

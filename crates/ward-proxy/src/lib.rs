@@ -14,6 +14,7 @@
 //! | [`outbound`] | the app's listener: route to the target agent's proxy over pooled HTTP/2 mTLS |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`audit`] | decision records into the local spool |
+//! | [`upgrade`] | HTTP/1.1 upgrades (WebSocket) spliced after authorization |
 //! | [`ratelimit`], [`metrics`], [`http`] | per-caller token buckets, Prometheus, header hygiene |
 //!
 //! One call (DESIGN.md §2): app A → A's outbound listener (plain HTTP on
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod ratelimit;
 pub mod state;
+pub mod upgrade;
 pub mod view;
 pub mod watcher;
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
-use hyper::header;
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
@@ -116,11 +116,13 @@ impl Pool {
     }
 }
 
-async fn dial(
+/// TCP + mutual TLS to `target`'s proxy, accepting only its SPIFFE ID.
+async fn connect_tls(
     shared: &Shared,
     target: &AgentName,
     endpoint: &str,
-) -> Result<SendRequest<Body>, String> {
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     let td = shared.identity.spiffe_id.trust_domain();
     let expected = td.agent_id(target);
     let mut config = ward_identity::tls::client_config(
@@ -129,7 +131,7 @@ async fn dial(
         Arc::new(ExactIds(HashSet::from([expected]))),
     )
     .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(endpoint)
         .await
@@ -140,10 +142,18 @@ async fn dial(
     let name = ServerName::try_from(target.as_str().to_owned())
         .or_else(|_| ServerName::try_from("ward-peer"))
         .map_err(|e| e.to_string())?;
-    let tls = connector
+    connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("mTLS with {target} at {endpoint}: {e}"))?;
+        .map_err(|e| format!("mTLS with {target} at {endpoint}: {e}"))
+}
+
+async fn dial(
+    shared: &Shared,
+    target: &AgentName,
+    endpoint: &str,
+) -> Result<SendRequest<Body>, String> {
+    let tls = connect_tls(shared, target, endpoint, b"h2").await?;
     let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30))
@@ -157,6 +167,31 @@ async fn dial(
         }
     });
     Ok(sender)
+}
+
+/// An upgrade (WebSocket) request on its own HTTP/1.1 mTLS connection.
+async fn send_upgrade(
+    shared: &Shared,
+    target: &AgentName,
+    endpoint: &str,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, String> {
+    let tls = tokio::time::timeout(
+        DIAL_TIMEOUT,
+        connect_tls(shared, target, endpoint, b"http/1.1"),
+    )
+    .await
+    .map_err(|_| format!("connecting to {endpoint} timed out"))??;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP/1.1 with {target}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("{target}'s proxy failed the upgrade: {e}"))
 }
 
 /// Serves the local app until shutdown.
@@ -194,7 +229,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, watch: Watch) {
             builder
                 .http2()
                 .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
             tokio::pin!(conn);
             let drained = watch.signaled();
             tokio::pin!(drained);
@@ -322,8 +357,12 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
 
     let (_, traceparent) = http::trace(req.headers());
     let (mut parts, body) = req.into_parts();
+    let upgrade = crate::upgrade::requested(parts.version, &parts.headers);
     http::strip(&mut parts.headers);
     parts.headers.insert("traceparent", traceparent);
+    if let Some(value) = upgrade {
+        return upgrade_through(shared, &target, &endpoint, parts, body, value).await;
+    }
     parts.headers.remove(header::HOST);
     let pq = parts
         .uri
@@ -389,5 +428,61 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             ),
             json!({}),
         ),
+    }
+}
+
+/// Forwards an upgrade request and, on `101`, splices the app's connection
+/// with the tunnel to the target's proxy.
+async fn upgrade_through(
+    shared: &Shared,
+    target: &AgentName,
+    endpoint: &str,
+    mut parts: hyper::http::request::Parts,
+    body: Incoming,
+    value: HeaderValue,
+) -> Response<Body> {
+    let client_upgrade = crate::upgrade::take(&mut parts.extensions);
+    crate::upgrade::restore(&mut parts.headers, value);
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", hyper::http::uri::PathAndQuery::as_str)
+        .to_owned();
+    parts.uri = match pq.parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            return http::problem(
+                StatusCode::BAD_REQUEST,
+                "bad-uri",
+                &format!("{e}"),
+                json!({}),
+            );
+        }
+    };
+    if let Ok(host) = HeaderValue::from_str(target.as_str()) {
+        parts.headers.insert(header::HOST, host);
+    }
+    let req = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    match send_upgrade(shared, target, endpoint, req).await {
+        Ok(mut resp) => {
+            shared.metrics.request("outbound", "forwarded", "upgrade");
+            let tunnel = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
+                .then(|| crate::upgrade::take(resp.extensions_mut()))
+                .flatten();
+            let (mut parts, body) = resp.into_parts();
+            let accepted = parts.headers.get(header::UPGRADE).cloned();
+            http::strip(&mut parts.headers);
+            if let (Some(client), Some(tunnel), Some(value)) = (client_upgrade, tunnel, accepted) {
+                crate::upgrade::restore(&mut parts.headers, value);
+                crate::upgrade::splice(client, tunnel, None, format!("app → {target}"));
+            }
+            Response::from_parts(parts, body.map_err(Into::into).boxed())
+        }
+        Err(e) => {
+            shared
+                .metrics
+                .request("outbound", "error", "peer-unreachable");
+            http::problem(StatusCode::BAD_GATEWAY, "peer-unreachable", &e, json!({}))
+        }
     }
 }

@@ -218,7 +218,28 @@ async fn echo_app() -> SocketAddr {
                 return;
             };
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let service = hyper::service::service_fn(|mut req: Request<Incoming>| async move {
+                    if req.headers().get("upgrade").is_some_and(|v| v == "echo") {
+                        // A toy upgraded protocol: echo every byte back.
+                        let on = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            if let Ok(up) = on.await {
+                                let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                                let _ = tokio::io::copy(&mut r, &mut w).await;
+                            }
+                        });
+                        let mut resp = Response::new(
+                            Full::new(Bytes::new())
+                                .map_err(|e: Infallible| match e {})
+                                .boxed(),
+                        );
+                        *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                        resp.headers_mut()
+                            .insert("upgrade", "echo".parse().unwrap());
+                        resp.headers_mut()
+                            .insert("connection", "upgrade".parse().unwrap());
+                        return Ok::<_, Infallible>(resp);
+                    }
                     if req.uri().path() == "/sse" {
                         let ticker = Ticker {
                             interval: tokio::time::interval(Duration::from_millis(50)),
@@ -246,7 +267,7 @@ async fn echo_app() -> SocketAddr {
                     ))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service)
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                     .await;
             });
         }
@@ -677,7 +698,36 @@ async fn revocation_cuts_a_live_stream_and_restart_without_server_keeps_enforcin
         assert!(frame.data_ref().unwrap().starts_with(b"data: tick"));
     }
 
-    // Revoke a: the stream is cut, and a's next request is refused.
+    // An upgraded (WebSocket-style) connection, also through both proxies.
+    let mut tunnel = TcpStream::connect(pa.outbound).await.unwrap();
+    tunnel
+        .write_all(b"GET /ws HTTP/1.1\r\nhost: b\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tunnel.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), tunnel.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"ping");
+    assert!(
+        records(&pb)
+            .iter()
+            .any(|r| r.request.path == "/ws" && r.decision == Decision::Allow),
+        "the upgrade was decided and audited"
+    );
+
+    // Revoke a: the stream and the tunnel are cut, and a's next request is
+    // refused.
     let revoked_at = Instant::now();
     let _: Value = world
         .admin()
