@@ -29,6 +29,9 @@ pub struct ProxyConfig {
     pub join_token: Option<String>,
     /// The local app (`host:port`, plain HTTP).
     pub upstream: String,
+    /// Gateway mode: further agents this proxy fronts on its inbound
+    /// listener, each with its own identity and app.
+    pub routes: Vec<Route>,
     /// Where keys, certificates and last-known-good state live (0700/0600).
     pub state_dir: PathBuf,
     /// Outbound listener (plain HTTP, loopback).
@@ -47,6 +50,17 @@ pub struct ProxyConfig {
     pub audit_full: AuditFull,
     /// Spool size cap in bytes.
     pub audit_spool_bytes: u64,
+}
+
+/// One further agent fronted by a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The agent.
+    pub agent: AgentName,
+    /// Its app (`host:port`).
+    pub upstream: String,
+    /// Its join token, until it has enrolled.
+    pub join_token: Option<String>,
 }
 
 /// Bounds on what one request may cost.

@@ -227,10 +227,18 @@ pub async fn renew_once(
 /// Renews at half-life until `stop`, retrying with backoff; a refused
 /// renewal (revoked, retired) is retried too — the proxy keeps serving until
 /// the SVID expires, then fails closed.
-pub async fn renew_loop(shared: Arc<crate::Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn renew_loop(
+    shared: Arc<crate::Shared>,
+    route: Option<Arc<crate::Local>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let (identity, state) = match &route {
+        Some(local) => (&local.identity, &local.state),
+        None => (&shared.identity, &shared.state),
+    };
     let mut backoff = RETRY_MIN;
     loop {
-        let due = shared.identity.renew_at();
+        let due = identity.renew_at();
         let wait = Duration::from_secs(u64::try_from(due - crate::now_secs()).unwrap_or(0));
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -240,9 +248,9 @@ pub async fn renew_loop(shared: Arc<crate::Shared>, mut stop: tokio::sync::watch
         match renew_once(
             &shared.config.server,
             &bundle,
-            &shared.identity,
+            identity,
             Some(shared.advertise()),
-            &shared.state,
+            state,
         )
         .await
         {
@@ -251,8 +259,8 @@ pub async fn renew_loop(shared: Arc<crate::Shared>, mut stop: tokio::sync::watch
                 backoff = RETRY_MIN;
             }
             Err(e) => {
-                let left = shared.identity.not_after() - crate::now_secs();
-                tracing::warn!(error = %e, seconds_left = left, "SVID renewal failed; retrying");
+                let left = identity.not_after() - crate::now_secs();
+                tracing::warn!(agent = %identity.agent, error = %e, seconds_left = left, "SVID renewal failed; retrying");
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     () = tokio::time::sleep(backoff) => {}

@@ -25,8 +25,9 @@ use ward_identity::verify::AnyMember;
 use ward_policy::{Context, Value};
 
 use crate::audit::Facts;
-use crate::config::{AuditFull, ProxyConfig};
+use crate::config::AuditFull;
 use crate::http::{self, Body};
+use crate::identity::Identity;
 use crate::{Shared, now_secs};
 
 /// Longest TLS handshake accepted.
@@ -40,8 +41,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A pool for `config.upstream`.
-    pub fn new(config: &ProxyConfig) -> Self {
+    /// A pool for the app at `authority` (`host:port`).
+    pub fn new(authority: &str) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
@@ -51,20 +52,33 @@ impl Upstream {
             .build(connector);
         Self {
             client,
-            authority: config.upstream.clone(),
+            authority: authority.to_owned(),
         }
     }
 }
 
 /// Accepts mTLS connections until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, watch: Watch) {
-    let tls = match ward_identity::tls::server_config(
-        Arc::clone(&shared.identity.resolver),
-        Arc::clone(&shared.trust),
-        // Any member of the trust domain may connect; revocation, status
-        // and policy are checked per request, where a refusal is audited.
-        Arc::new(AnyMember),
-    ) {
+    // Any member of the trust domain may connect; revocation, status and
+    // policy are checked per request, where a refusal is audited.
+    let verifier =
+        ward_identity::tls::SpiffeVerifier::new(Arc::clone(&shared.trust), Arc::new(AnyMember));
+    let resolver = Arc::new(ByServerName {
+        default: Arc::clone(&shared.identity.resolver),
+        routes: shared
+            .routes
+            .iter()
+            .map(|(name, local)| (name.clone(), Arc::clone(&local.identity.resolver)))
+            .collect(),
+    });
+    let tls = match rustls::ServerConfig::builder_with_provider(
+        ward_identity::provider::crypto_provider(),
+    )
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map(|b| {
+        b.with_client_cert_verifier(Arc::new(verifier))
+            .with_cert_resolver(resolver)
+    }) {
         Ok(mut config) => {
             config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             Arc::new(config)
@@ -121,13 +135,33 @@ async fn connection(
         .agent_name()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
+    // Gateway mode: the caller's proxy names the agent it wants in SNI.
+    let route = stream
+        .get_ref()
+        .1
+        .server_name()
+        .and_then(|name| shared.routes.get(name))
+        .cloned();
     let (_guard, cut) = shared.conns.register(&agent, peer.serial.as_str());
     let peer = Arc::new(peer);
     let svc_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&svc_shared);
         let peer = Arc::clone(&peer);
-        async move { Ok::<_, Infallible>(handle(&shared, &peer, req).await) }
+        let route = route.clone();
+        async move {
+            let fronted = match &route {
+                Some(local) => Fronted {
+                    identity: &local.identity,
+                    upstream: &local.upstream,
+                },
+                None => Fronted {
+                    identity: &shared.identity,
+                    upstream: &shared.upstream,
+                },
+            };
+            Ok::<_, Infallible>(handle(&shared, fronted, &peer, req).await)
+        }
     });
     let limits = shared.config.limits;
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -185,9 +219,40 @@ async fn refused_handshake(shared: &Shared, remote: std::net::SocketAddr, why: &
     }
 }
 
+/// Picks the certificate by the TLS server name: a gateway presents each
+/// fronted agent's own SVID; anything else gets the proxy's agent.
+#[derive(Debug)]
+struct ByServerName {
+    default: Arc<ward_identity::tls::SvidResolver>,
+    routes: std::collections::HashMap<String, Arc<ward_identity::tls::SvidResolver>>,
+}
+
+impl rustls::server::ResolvesServerCert for ByServerName {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let resolver = hello
+            .server_name()
+            .and_then(|name| self.routes.get(name))
+            .unwrap_or(&self.default);
+        rustls::server::ResolvesServerCert::resolve(resolver.as_ref(), hello)
+    }
+}
+
+/// The agent a request is for, and its app.
+#[derive(Debug, Clone, Copy)]
+pub struct Fronted<'a> {
+    /// Its identity.
+    pub identity: &'a Identity,
+    /// Its app.
+    pub upstream: &'a Upstream,
+}
+
 /// One inbound request, start to finish.
 pub async fn handle(
     shared: &Shared,
+    fronted: Fronted<'_>,
     peer: &PeerIdentity,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -199,7 +264,7 @@ pub async fn handle(
         decision_id: http::hex(&http::random::<16>()),
         principal: Some(peer.spiffe_id.clone()),
         action: format!("Action::\"{method}\""),
-        resource: format!("Agent::\"{}\"", shared.identity.agent),
+        resource: format!("Agent::\"{}\"", fronted.identity.agent),
         policy_version: compiled.policy_version().unwrap_or("none").to_owned(),
         trace_id: Some(trace_id),
         serial: Some(peer.serial.as_str().to_owned()),
@@ -215,7 +280,7 @@ pub async fn handle(
     };
     let now = now_secs();
     let checks = (|| {
-        if shared.identity.expired(now) {
+        if fronted.identity.expired(now) {
             return Err(refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "proxy-certificate-expired",
@@ -325,7 +390,7 @@ pub async fn handle(
         );
         return deny(shared, &mut facts, r, started).await;
     };
-    let request = match cedar_request(shared, &agent, &facts) {
+    let request = match cedar_request(fronted.identity, &agent, &facts) {
         Ok(r) => r,
         Err(e) => {
             let r = refuse(StatusCode::FORBIDDEN, "bad-request-entity", e);
@@ -388,13 +453,13 @@ pub async fn handle(
         .path_and_query()
         .map_or("/", hyper::http::uri::PathAndQuery::as_str)
         .to_owned();
-    let uri = match format!("http://{}{pq}", shared.upstream.authority).parse() {
+    let uri = match format!("http://{}{pq}", fronted.upstream.authority).parse() {
         Ok(uri) => uri,
         Err(e) => {
             return http::problem(
                 StatusCode::BAD_GATEWAY,
                 "bad-upstream",
-                &format!("upstream address {}: {e}", shared.upstream.authority),
+                &format!("upstream address {}: {e}", fronted.upstream.authority),
                 json!({"decision_id": facts.decision_id}),
             );
         }
@@ -402,7 +467,7 @@ pub async fn handle(
     parts.uri = uri;
     parts.version = hyper::Version::HTTP_11;
     let headers = &mut parts.headers;
-    if let Ok(v) = HeaderValue::from_str(&shared.upstream.authority) {
+    if let Ok(v) = HeaderValue::from_str(&fronted.upstream.authority) {
         headers.insert(header::HOST, v);
     }
     if let Ok(v) = HeaderValue::from_str(peer.spiffe_id.as_str()) {
@@ -416,7 +481,7 @@ pub async fn handle(
     let upstream_started = Instant::now();
     let result = tokio::time::timeout(
         limits.request_timeout,
-        shared.upstream.client.request(forwarded),
+        fronted.upstream.client.request(forwarded),
     )
     .await;
     shared
@@ -440,7 +505,7 @@ pub async fn handle(
                     client,
                     upstream,
                     Some(cut),
-                    format!("{} → {}", peer.spiffe_id, shared.upstream.authority),
+                    format!("{} → {}", peer.spiffe_id, fronted.upstream.authority),
                 );
             }
             Response::from_parts(parts, body.map_err(Into::into).boxed())
@@ -450,7 +515,7 @@ pub async fn handle(
             "upstream-unreachable",
             &format!(
                 "the local app at {} did not answer: {e}",
-                shared.upstream.authority
+                fronted.upstream.authority
             ),
             json!({"decision_id": facts.decision_id}),
         ),
@@ -467,7 +532,7 @@ pub async fn handle(
 }
 
 fn cedar_request(
-    shared: &Shared,
+    fronted: &Identity,
     caller: &ward_core::AgentName,
     facts: &Facts,
 ) -> Result<ward_policy::Request, String> {
@@ -483,7 +548,7 @@ fn cedar_request(
     Ok(ward_policy::Request::new(
         uid("Agent", caller.as_str())?,
         uid("Action", &facts.method)?,
-        uid("Agent", shared.identity.agent.as_str())?,
+        uid("Agent", fronted.agent.as_str())?,
         context,
     ))
 }

@@ -94,15 +94,30 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// An agent this proxy fronts: its identity and its app.
+#[derive(Debug)]
+pub struct Local {
+    /// The agent's identity.
+    pub identity: Identity,
+    /// Its app.
+    pub upstream: inbound::Upstream,
+    /// Where its key and SVID live.
+    pub state: StateDir,
+}
+
 /// State every task shares.
 #[derive(Debug)]
 pub struct Shared {
     /// Settings.
     pub config: ProxyConfig,
-    /// Our identity.
+    /// The agent this proxy speaks for: the caller on the outbound side, the
+    /// identity of the watch stream.
     pub identity: Identity,
     /// The state directory.
     pub state: StateDir,
+    /// Gateway mode: further agents fronted by the inbound listener, by
+    /// name (picked by the TLS server name the caller's proxy sends).
+    pub routes: std::collections::BTreeMap<String, Arc<Local>>,
     /// The audit spool.
     pub audit: AuditSink,
     /// Metrics.
@@ -201,7 +216,40 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         .clone()
         .unwrap_or_else(|| inbound_addr.to_string());
 
-    let (identity, bundle) = establish(&config, &state, &advertise).await?;
+    let (identity, bundle) = establish(
+        &config,
+        &config.agent,
+        config.join_token.as_deref(),
+        &state,
+        &advertise,
+    )
+    .await?;
+    let mut routes = std::collections::BTreeMap::new();
+    for route in &config.routes {
+        if route.agent == config.agent || routes.contains_key(route.agent.as_str()) {
+            return Err(ProxyError::Config(format!(
+                "agent {} is fronted twice; give each --route a different agent",
+                route.agent
+            )));
+        }
+        let route_state = StateDir::open(&state.root().join("agents").join(route.agent.as_str()))?;
+        let (route_identity, _) = establish(
+            &config,
+            &route.agent,
+            route.join_token.as_deref(),
+            &route_state,
+            &advertise,
+        )
+        .await?;
+        routes.insert(
+            route.agent.as_str().to_owned(),
+            Arc::new(Local {
+                identity: route_identity,
+                upstream: inbound::Upstream::new(&route.upstream),
+                state: route_state,
+            }),
+        );
+    }
     let view = match state.load_view()? {
         Some(text) => serde_json::from_str::<View>(&text).map_err(|e| {
             ProxyError::State(format!(
@@ -219,7 +267,7 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         config.audit_spool_bytes,
         identity.spiffe_id.to_string(),
     )?;
-    let upstream = inbound::Upstream::new(&config);
+    let upstream = inbound::Upstream::new(&config.upstream);
     let shared = Arc::new(Shared {
         limiter: RateLimiter::new(config.rate_limit),
         metrics: Metrics::new(),
@@ -231,6 +279,7 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         audit,
         identity,
         state,
+        routes,
         upstream,
         advertise,
         config,
@@ -239,7 +288,14 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
 
     let (trigger, watch) = drain::channel();
     tokio::spawn(watcher::follow(Arc::clone(&shared), watch.clone()));
-    tokio::spawn(renew(Arc::clone(&shared), watch.clone()));
+    tokio::spawn(renew(Arc::clone(&shared), None, watch.clone()));
+    for local in shared.routes.values() {
+        tokio::spawn(renew(
+            Arc::clone(&shared),
+            Some(Arc::clone(local)),
+            watch.clone(),
+        ));
+    }
     tokio::spawn(gauges(Arc::clone(&shared), watch.clone()));
     tokio::spawn(inbound::serve(
         inbound_l,
@@ -278,9 +334,12 @@ impl Proxy {
     }
 }
 
-/// The saved identity if it is still valid, else a new enrollment.
+/// The saved identity of `agent` if it is still valid, else a new
+/// enrollment with `token`.
 async fn establish(
     config: &ProxyConfig,
+    agent: &ward_core::AgentName,
+    token: Option<&str>,
     state: &StateDir,
     advertise: &str,
 ) -> Result<(Identity, TrustBundle), ProxyError> {
@@ -295,27 +354,25 @@ async fn establish(
     };
     if let Some((key, svid)) = state.load_identity()? {
         let id = svid.spiffe_id().clone();
-        if id.agent_name().as_ref() != Some(&config.agent) {
+        if id.agent_name().as_ref() != Some(agent) {
             return Err(ProxyError::Config(format!(
-                "{} holds the identity {id}, not agent {}; use another --state-dir",
+                "{} holds the identity {id}, not agent {agent}; use another --state-dir",
                 state.root().display(),
-                config.agent
             )));
         }
         if svid.leaf().not_after <= now_secs() {
             tracing::warn!(%id, "saved SVID has expired; enrolling again");
         } else if let Some(bundle) = saved_bundle(id.trust_domain())? {
-            if config.join_token.is_some() {
+            if token.is_some() {
                 tracing::info!(%id, "already enrolled; the join token is not used");
             }
             return Ok((Identity::new(key, svid)?, bundle));
         }
     }
-    let token = config.join_token.as_deref().ok_or_else(|| {
+    let token = token.ok_or_else(|| {
         ProxyError::Config(format!(
-            "no valid identity in {} and no join token; create one with `ward token create --agent {}` and pass --join-token",
+            "no valid identity for {agent} in {} and no join token; create one with `ward token create --agent {agent}` and pass it (--join-token, or NAME=TOKEN in --route-token for a gateway route)",
             state.root().display(),
-            config.agent
         ))
     })?;
     let path = config.bundle.as_ref().ok_or_else(|| {
@@ -332,7 +389,7 @@ async fn establish(
     let (key, svid, bundle) = identity::enroll(
         &config.server,
         &bundle,
-        &config.agent,
+        agent,
         token,
         Some(advertise),
         state,
@@ -356,11 +413,11 @@ fn trust_domain_of(bundle_json: &[u8]) -> Result<ward_core::TrustDomain, String>
     ward_identity::svid::authority_trust_domain(root.as_ref()).map_err(|e| e.to_string())
 }
 
-async fn renew(shared: Arc<Shared>, watch: drain::Watch) {
+async fn renew(shared: Arc<Shared>, route: Option<Arc<Local>>, watch: drain::Watch) {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let signaled = watch.signaled();
     tokio::select! {
-        () = identity::renew_loop(Arc::clone(&shared), rx) => {}
+        () = identity::renew_loop(Arc::clone(&shared), route, rx) => {}
         _guard = signaled => { let _ = tx.send(true); }
     }
 }

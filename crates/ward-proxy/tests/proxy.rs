@@ -154,6 +154,7 @@ impl World {
             agent: AgentName::new(agent).unwrap(),
             join_token: token,
             upstream: self.app.to_string(),
+            routes: Vec::new(),
             state_dir: state.to_path_buf(),
             outbound: "127.0.0.1:0".parse().unwrap(),
             inbound: "127.0.0.1:0".parse().unwrap(),
@@ -803,4 +804,53 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
     );
     pa.shutdown(Duration::from_secs(5)).await;
     pb.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_fronts_several_agents_each_with_its_own_identity_and_app() {
+    let world = World::new(Duration::from_secs(600)).await;
+    let admin = world.admin();
+    let _: Value = admin
+        .call(Method::POST, "/v1/agents", Some(&json!({"name": "c"})))
+        .await
+        .unwrap();
+    let pa = world.proxy("a", None).await;
+    // One proxy fronting b (the echo app) and c (a second echo app).
+    let app_c = echo_app().await;
+    let state = world._tmp.path().join("gateway");
+    let mut config = world.config("b", &state, Some(world.token("b").await));
+    config.routes = vec![ward_proxy::config::Route {
+        agent: AgentName::new("c").unwrap(),
+        upstream: app_c.to_string(),
+        join_token: Some(world.token("c").await),
+    }];
+    let gw = ward_proxy::start(config).await.unwrap();
+    wait_ready(&gw).await;
+    wait_endpoint(&pa, "b").await;
+    wait_endpoint(&pa, "c").await;
+    let view = pa.shared.compiled().view.clone();
+    assert_eq!(
+        view.agents["b"].endpoint, view.agents["c"].endpoint,
+        "one listener"
+    );
+
+    // a → b is allowed and reaches b's app with b's decision.
+    let (status, _, body) = call(&pa, "GET", "b", "/x", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["headers"]["host"], world.app.to_string());
+    // a → c reaches the gateway as c (c's certificate, c as the resource):
+    // no policy permits it, so it is denied and audited against c.
+    let (status, _, body) = call(&pa, "GET", "c", "/x", &[]).await;
+    assert_eq!(status, 403, "{body}");
+    let record = audited(&gw, body["decision_id"].as_str().unwrap());
+    assert_eq!(record.resource, "Agent::\"c\"");
+    // c has its own identity, persisted beside the gateway's.
+    let c = &gw.shared.routes["c"];
+    assert_eq!(
+        c.identity.spiffe_id.as_str(),
+        "spiffe://example.org/agent/c"
+    );
+    assert!(state.join("agents/c/identity.pem").exists());
+    gw.shutdown(Duration::from_secs(5)).await;
+    pa.shutdown(Duration::from_secs(5)).await;
 }

@@ -109,6 +109,19 @@ pub(crate) struct ProxyRunArgs {
     /// The local app (host:port, plain HTTP).
     #[arg(long, env = "WARD_UPSTREAM")]
     pub(crate) upstream: String,
+    /// Gateway mode: also front agent NAME whose app is at HOST:PORT
+    /// (repeatable). Each route has its own identity, enrolled with a
+    /// --route-token, and is picked by the TLS server name callers send.
+    #[arg(long = "route", value_name = "NAME=HOST:PORT")]
+    pub(crate) routes: Vec<String>,
+    /// Join token of a gateway route, NAME=TOKEN (repeatable; only until
+    /// that agent has enrolled).
+    #[arg(
+        long = "route-token",
+        value_name = "NAME=TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) route_tokens: Vec<String>,
     /// Keys, certificates, last-known-good state and the audit spool
     /// [default: ./ward-proxy-AGENT].
     #[arg(long, env = "WARD_STATE_DIR")]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ward_core::AgentName;
+use ward_proxy::config::Route;
 use ward_proxy::{Limits, ProxyConfig};
 
 use crate::cli::ProxyRunArgs;
@@ -16,7 +17,30 @@ pub(crate) fn run(args: ProxyRunArgs) -> anyhow::Result<ExitCode> {
     let agent = AgentName::new(&args.agent).with_context(|| format!("--agent {:?}", args.agent))?;
     let request_timeout = crate::cmd::parse_duration(&args.request_timeout)
         .with_context(|| format!("--request-timeout {:?}", args.request_timeout))?;
+    let mut tokens = std::collections::BTreeMap::new();
+    for t in &args.route_tokens {
+        let (name, token) = t
+            .split_once('=')
+            .with_context(|| "--route-token must be NAME=TOKEN".to_owned())?;
+        tokens.insert(name.to_owned(), token.to_owned());
+    }
+    let mut routes = Vec::new();
+    for r in &args.routes {
+        let (name, upstream) = r
+            .split_once('=')
+            .with_context(|| format!("--route {r:?} must be NAME=HOST:PORT"))?;
+        let agent = AgentName::new(name).with_context(|| format!("--route {r:?}"))?;
+        routes.push(Route {
+            join_token: tokens.remove(agent.as_str()),
+            agent,
+            upstream: upstream.to_owned(),
+        });
+    }
+    if let Some(name) = tokens.keys().next() {
+        anyhow::bail!("--route-token {name}=… names no --route");
+    }
     let config = ProxyConfig {
+        routes,
         server: args.server,
         bundle: args.bundle,
         join_token: args.join_token,
