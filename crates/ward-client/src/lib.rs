@@ -210,7 +210,11 @@ impl Client {
             .uri(path)
             .header("host", &self.addr)
             .header("user-agent", concat!("ward/", env!("CARGO_PKG_VERSION")));
-        if body.is_some() {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             req = req.header("content-type", "application/json");
         }
         for (k, v) in headers {
@@ -232,9 +236,52 @@ impl Client {
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.exchange(method, path, body, &[]).await
+    }
+
+    /// `POST path` with a non-JSON body of `content_type` (audit batches are
+    /// newline-delimited records); decodes a 2xx JSON answer as `T`.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        self.exchange(
+            Method::POST,
+            path,
+            Some(body),
+            &[("content-type", content_type.to_owned())],
+        )
+        .await
+    }
+
+    /// `GET path` returning the raw body of a 2xx answer (log tiles).
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
+        self.raw(Method::GET, path, None, &[]).await
+    }
+
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let bytes = self.raw(method, path, body, headers).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Result<Bytes, ClientError> {
         let exchange = async {
             let mut sender = self.connect().await?;
-            let req = self.build(method, path, body, &[])?;
+            let req = self.build(method, path, body, headers)?;
             let resp = sender
                 .send_request(req)
                 .await
@@ -253,7 +300,7 @@ impl Client {
         if !status.is_success() {
             return Err(problem(status, &bytes));
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+        Ok(bytes)
     }
 
     /// `GET path`.

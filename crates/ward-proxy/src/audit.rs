@@ -1,9 +1,10 @@
 //! Every decision, allow and deny, becomes an [`AuditRecord`] in the local
 //! spool before the request goes anywhere (DESIGN.md §4.4): the spool's
 //! group commit makes it durable, and only then is the request forwarded or
-//! the denial sent. Shipping the spool to the server's log is the audit
-//! pipeline's job; until it runs, records wait in the spool, which is
-//! bounded — and a full spool fails closed unless configured otherwise.
+//! the denial sent. [`crate::ship`] sends the spool to the server's log and
+//! deletes records only once the server acknowledges them; while the server
+//! is unreachable they wait in the spool, which is bounded — and a full
+//! spool fails closed unless configured otherwise.
 
 use std::time::SystemTime;
 
@@ -128,6 +129,21 @@ impl AuditSink {
 }
 
 impl AuditSink {
+    /// The next batch to ship: up to `max_records` unacknowledged records
+    /// (at most `max_bytes`, but at least one).
+    pub fn next_batch(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ward_audit::Batch, SpoolError> {
+        self.spool.read_batch(0, max_records, max_bytes)
+    }
+
+    /// The server sequenced everything through `seq`: delete it locally.
+    pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
+        self.spool.ack(seq)
+    }
+
     /// Up to `max` records from sequence `from` that the server has not yet
     /// acknowledged (for `ward audit tail` on a proxy, and tests).
     pub fn pending(&self, from: u64, max: usize) -> Result<Vec<AuditRecord>, String> {

@@ -14,6 +14,7 @@
 //! | [`outbound`] | the app's listener: route to the target agent's proxy over pooled HTTP/2 mTLS |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`audit`] | decision records into the local spool |
+//! | [`ship`] | the spool to the server's log; delete only what it acknowledged |
 //! | [`upgrade`] | HTTP/1.1 upgrades (WebSocket) spliced after authorization |
 //! | [`ratelimit`], [`metrics`], [`http`] | per-caller token buckets, Prometheus, header hygiene |
 //!
@@ -34,6 +35,7 @@ pub mod inbound;
 pub mod metrics;
 pub mod outbound;
 pub mod ratelimit;
+pub mod ship;
 pub mod state;
 pub mod upgrade;
 pub mod view;
@@ -297,6 +299,7 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         ));
     }
     tokio::spawn(gauges(Arc::clone(&shared), watch.clone()));
+    tokio::spawn(ship::run(Arc::clone(&shared), watch.clone()));
     tokio::spawn(inbound::serve(
         inbound_l,
         Arc::clone(&shared),

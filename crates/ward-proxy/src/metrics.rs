@@ -27,6 +27,10 @@ pub struct Metrics {
     pub audit_backlog: Gauge,
     /// Audit records that could not be written.
     pub audit_failures: Counter,
+    /// Audit records the server acknowledged as sequenced.
+    pub audit_shipped: Counter,
+    /// Shipping attempts that failed (the records stay spooled).
+    pub audit_ship_failures: Counter,
     policy: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
@@ -83,6 +87,18 @@ impl Metrics {
             "Decisions whose audit record could not be written",
             audit_failures.clone(),
         );
+        let audit_shipped = Counter::default();
+        registry.register(
+            "audit_shipped_records",
+            "Audit records the server acknowledged as durably sequenced (then deleted locally)",
+            audit_shipped.clone(),
+        );
+        let audit_ship_failures = Counter::default();
+        registry.register(
+            "audit_ship_failures",
+            "Failed attempts to ship audit batches; the records stay in the spool",
+            audit_ship_failures.clone(),
+        );
         let policy = Family::<Vec<(&'static str, String)>, Gauge>::default();
         registry.register(
             "policy_bundle",
@@ -98,6 +114,8 @@ impl Metrics {
             applied_revision,
             audit_backlog,
             audit_failures,
+            audit_shipped,
+            audit_ship_failures,
             policy,
         }
     }

@@ -6,6 +6,7 @@
 //! nobody but a join token. Handlers never trust identity from headers.
 
 pub mod agents;
+pub mod audit;
 pub mod authzen;
 pub mod enroll;
 mod error;
@@ -47,6 +48,10 @@ pub struct AppState {
     /// Signs pushed policy versions (Ed25519); its public key is in the
     /// watch snapshot so proxies can refuse unsigned bundles.
     pub policy_signer: Arc<ward_identity::PrivateKey>,
+    /// The tamper-evident log proxies ship decisions to.
+    pub audit: crate::audit::AuditLog,
+    /// The server's own SPIFFE ID: the "proxy" of decisions it makes itself.
+    pub server_id: ward_core::SpiffeId,
 }
 
 impl AppState {
@@ -90,6 +95,7 @@ pub(crate) async fn require_admin(
             Some(name) => crate::policy::entity("Agent", name.as_str()).map_err(internal)?,
             None => {
                 tracing::warn!(peer = %peer.spiffe_id, %action, "admin request refused: not an admin or agent identity");
+                audit::audit_refusal(state, peer, action, "not an admin or agent identity").await;
                 return Err(ApiError::Forbidden(format!(
                     "{} is not an admin",
                     peer.spiffe_id
@@ -129,6 +135,7 @@ pub(crate) async fn require_admin(
         .first()
         .map_or_else(|| "no policy permits it".to_owned(), ToString::to_string);
     tracing::warn!(peer = %peer.spiffe_id, %action, decision_id = %id, %reason, "admin request denied by policy");
+    audit::audit_refusal(state, peer, action, &format!("{reason} (decision {id})")).await;
     Err(ApiError::Forbidden(format!(
         "{} is not an admin allowed to {action}: {reason} (decision {id})",
         peer.spiffe_id
@@ -154,6 +161,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/revocations", get(agents::revocations))
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/audit", get(audit::info))
+        .route("/v1/audit/log/{*path}", get(audit::tile))
+        .route("/v1/audit/records", get(audit::records).post(audit::ingest))
+        .route("/v1/audit/proof/{index}", get(audit::inclusion))
+        .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/status", get(status::status))
         .route("/v1/openapi.json", get(status::openapi))
         .route("/v1/policies", get(policies::list).post(policies::push))

@@ -12,6 +12,8 @@
 //!   admin/svid.key.pem    its key (0600)
 //!   admin/client.toml     the admin CLI's config (written by the `ward` binary)
 //!   policy-signing.key.pem  Ed25519 key signing pushed policy versions (0600)
+//!   audit-signing.key     Ed25519 signed-note key of the audit log's checkpoints (0600)
+//!   audit/                the audit log's tiles (C2SP tlog-tiles layout; SQLite store only)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -182,6 +184,13 @@ impl DataDir {
         ward_identity::keys::write_file_atomic(&cert_path, svid.to_pem().as_bytes(), 0o644)
             .map_err(io(&cert_path))?;
         admin_key.write_pem(&key_path).map_err(CaError::from)?;
+
+        // The audit log's checkpoint key, made now so that replicas started
+        // from copies of this directory all sign with the same key.
+        crate::audit::signing_key(&self.root, td).map_err(|reason| DataDirError::Io {
+            path: self.root.join("audit-signing.key"),
+            source: std::io::Error::other(reason),
+        })?;
 
         // Written last: its presence marks a complete data directory.
         let td_path = self.td_path();

@@ -8,8 +8,14 @@
 //! - [`api`]: the `/v1` API — enrollment, renewal, the admin registry, the
 //!   watch stream, status and the OpenAPI document; [`listener`] serves it
 //!   over TLS 1.3 with SPIFFE client certificates; [`server`] wires it up.
+//! - [`audit`]: the tamper-evident decision log proxies ship to — the
+//!   sequencer, its tiles, checkpoints and query index.
+//! - [`audit_db`]: the audit log's tiles and the sequencer lease in the same
+//!   database, so one replica at a time appends and a stale one cannot.
 
 pub mod api;
+pub mod audit;
+pub mod audit_db;
 pub mod data_dir;
 pub mod listener;
 pub mod policy;

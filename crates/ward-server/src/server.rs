@@ -58,6 +58,10 @@ pub enum ServerError {
     /// Trust bundle unusable.
     #[error(transparent)]
     Verify(#[from] ward_identity::verify::VerifyError),
+    /// The audit log could not open (a damaged log stops the server rather
+    /// than running it without one).
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// The policy bundle or the entities built from the registry.
     #[error(transparent)]
     Policy(#[from] crate::policy::PdpError),
@@ -104,6 +108,36 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
         addr: options.listen,
         source,
     })?;
+    // The embedded default sequences in this process on tiles in the data
+    // directory; replicas of a shared PostgreSQL elect one sequencer and
+    // keep the tiles in the database (audit::shared).
+    let audit = match store.backend() {
+        crate::store::Backend::Sqlite => {
+            crate::audit::AuditLog::open_in(dir.root(), ca.trust_domain())?
+        }
+        crate::store::Backend::Postgres => {
+            let signer =
+                crate::audit::signing_key(dir.root(), ca.trust_domain()).map_err(|reason| {
+                    crate::audit::AuditError::Open {
+                        dir: dir.root().display().to_string(),
+                        reason,
+                    }
+                })?;
+            let origin = ward_audit::checkpoint::Origin::new(signer.verifier().name().as_str())
+                .map_err(|e| crate::audit::AuditError::Open {
+                    dir: dir.root().display().to_string(),
+                    reason: format!("origin: {e}"),
+                })?;
+            crate::audit::shared::open(
+                &store,
+                origin,
+                &signer,
+                crate::audit::shared::LEASE_TTL,
+                watch.clone(),
+            )?
+        }
+    };
+    crate::audit::index::follow(audit.clone(), store.clone(), watch.clone());
     let stopping = Arc::new(tokio::sync::watch::channel(false).0);
     let state = AppState {
         store,
@@ -114,14 +148,20 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
         started: std::time::Instant::now(),
         pdp,
         policy_signer: Arc::new(dir.policy_signer()?),
+        audit: audit.clone(),
+        server_id: server_id.clone(),
     };
     // Turns the drain signal into a flag the watch streams can poll without
     // each holding a drain guard (which would make the drain wait for them).
     let signal = watch.clone();
     let stop = state.stopping.clone();
     tokio::spawn(async move {
-        let _release = signal.signaled().await;
+        let release = signal.signaled().await;
         stop.send_replace(true);
+        // The sequencer signs a last checkpoint; holding the drain guard
+        // until it has makes a clean shutdown leave a current checkpoint.
+        let _ = tokio::task::spawn_blocking(move || audit.stop()).await;
+        drop(release);
     });
     tokio::spawn(rotate_server_svid(ca, server_id, resolver, watch.clone()));
     tokio::spawn(crate::listener::serve(

@@ -170,6 +170,12 @@ impl Store {
         })
     }
 
+    /// The connection pool, for modules that keep their own tables beside
+    /// the registry (the audit log's tiles and query index).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -62,8 +62,9 @@ async fn start() -> Server {
             .unwrap()
             .ca,
     );
-    let bundle = TrustBundle::new(td, vec![ca.root().clone()], vec![]);
+    let bundle = TrustBundle::new(td.clone(), vec![ca.root().clone()], vec![]);
     let trust = Arc::new(TrustStore::new(&bundle).unwrap());
+    let audit = ward_server::audit::AuditLog::open_in(dir.path(), &td).unwrap();
     let (server_svid, server_key) = issue(&ca, "spiffe://ward.test/ward/server");
     store
         .add_admin(
@@ -94,6 +95,8 @@ async fn start() -> Server {
         policy_signer: Arc::new(
             ward_identity::PrivateKey::generate(ward_identity::KeyAlgorithm::Ed25519).unwrap(),
         ),
+        audit,
+        server_id: SpiffeId::new("spiffe://ward.test/ward/server").unwrap(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -66,9 +66,8 @@ pub(crate) enum Command {
     /// Policy bundles as code: validate and test them offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// The tamper-evident audit log.
-    #[command(subcommand)]
-    Audit(AuditCommand),
+    /// The tamper-evident audit log: tail, query, prove and verify.
+    Audit(AuditArgs),
     /// The data plane: the mTLS sidecar that authenticates, decides and
     /// records every call of one agent.
     #[command(subcommand)]
@@ -160,31 +159,97 @@ pub(crate) struct ProxyRunArgs {
     pub(crate) workers: Option<usize>,
 }
 
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditArgs {
+    #[command(flatten)]
+    pub(crate) conn: Connection,
+    #[command(subcommand)]
+    pub(crate) command: AuditCommand,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Verify a mirrored log offline: recompute the tree from the entries,
-    /// check every checkpoint's signature and their consistency.
+    /// Verify the whole log: recompute the tree from the entries, check
+    /// every checkpoint's signature and their consistency, and compare every
+    /// hash tile.
     ///
-    /// DIR is a C2SP tlog-tiles directory (tile/, checkpoint). Exit 2 on any
-    /// mismatch, naming the first bad index.
+    /// With --from-dir, DIR is a mirrored C2SP tlog-tiles directory (tile/,
+    /// checkpoint) and nothing is contacted. Otherwise the log is fetched
+    /// from the server (into --mirror DIR if given, for later offline
+    /// checks). Exit 2 on any mismatch, naming the first bad index.
     Verify {
-        /// The mirrored log directory.
+        /// A mirrored log directory to verify offline.
         #[arg(long)]
-        from_dir: PathBuf,
-        /// The log's signed-note verifier key (`name+hash+base64`).
+        from_dir: Option<PathBuf>,
+        /// With the server: keep the fetched log in DIR.
+        #[arg(long, conflicts_with = "from_dir")]
+        mirror: Option<PathBuf>,
+        /// The log's signed-note verifier key (`name+hash+base64`). Required
+        /// with --from-dir; with the server, pin it here (`ward audit
+        /// checkpoint` prints it) instead of trusting the key the server
+        /// announces.
         #[arg(long, env = "WARD_AUDIT_VKEY")]
-        vkey: String,
+        vkey: Option<String>,
         /// The log's origin line; default: read from the first checkpoint.
         #[arg(long)]
         origin: Option<String>,
-        /// Checkpoint files to verify against (repeatable); default:
-        /// DIR/checkpoint. Give older saved checkpoints too to prove the log
+        /// Checkpoint files to verify against (repeatable); default: the
+        /// current one. Give older saved checkpoints too to prove the log
         /// only grew since.
         #[arg(long = "checkpoint")]
         checkpoints: Vec<PathBuf>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
+    },
+    /// Show the log's latest signed checkpoint (size, root) after checking
+    /// its signature, and the verifier key to pin.
+    Checkpoint {
+        /// Verifier key to check the signature with (default: the key the
+        /// server announces — pin it once you have it).
+        #[arg(long, env = "WARD_AUDIT_VKEY")]
+        vkey: Option<String>,
+        /// Also write the signed checkpoint to FILE (for a later
+        /// `ward audit verify --checkpoint FILE` that proves the log only
+        /// grew).
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// The newest decisions, oldest first.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u64,
+        /// Keep printing new decisions as they are logged (Ctrl-C stops).
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Search decisions by agent, time, decision and policy.
+    Query {
+        /// Agent name, as caller or as target.
+        #[arg(long)]
+        agent: Option<String>,
+        /// From this time: RFC 3339, or an age such as 15m, 2h, 1d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time: RFC 3339, or an age such as 5m.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this outcome.
+        #[arg(long, value_parser = ["allow", "deny"])]
+        decision: Option<String>,
+        /// Only decisions this policy id determined.
+        #[arg(long)]
+        policy: Option<String>,
+        /// At most this many (max 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Prove that entry INDEX is in the log: fetch the signed checkpoint,
+    /// the entry and its inclusion proof, and verify them here.
+    Prove {
+        /// Log index of the entry (shown by `tail` and `query`).
+        index: u64,
+        /// Verifier key (default: the server's announced key).
+        #[arg(long, env = "WARD_AUDIT_VKEY")]
+        vkey: Option<String>,
     },
 }
 

@@ -14,7 +14,7 @@ mod token;
 use std::process::ExitCode;
 
 use crate::cli::{
-    AuditCommand, CaCommand, Cli, Command, PolicyCommand, ProxyCommand, ServerCommand, SvidCommand,
+    CaCommand, Cli, Command, PolicyCommand, ProxyCommand, ServerCommand, SvidCommand,
 };
 
 /// Something failed; the message says what and how to fix it.
@@ -72,13 +72,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             policy::rollback(&version, &conn)
         }
         Command::Policy(PolicyCommand::Diff { from, to, conn }) => policy::diff(&from, &to, &conn),
-        Command::Audit(AuditCommand::Verify {
-            from_dir,
-            vkey,
-            origin,
-            checkpoints,
-            output,
-        }) => audit::verify(&from_dir, &vkey, origin.as_deref(), &checkpoints, output),
+        Command::Audit(args) => audit::run(args),
         Command::Ca(CaCommand::Init {
             dir,
             trust_domain,

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// tests): 422 with every problem listed.
     #[error("{0}")]
     Invalid(String),
+    /// Temporarily unable (a busy or stopping subsystem); retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// Our fault; the cause is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -50,6 +53,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -55,6 +55,8 @@ async fn harness_with_policy(policy_dir: Option<&std::path::Path>) -> Harness {
             policy_signer: Arc::new(
                 ward_identity::PrivateKey::generate(ward_identity::KeyAlgorithm::Ed25519).unwrap(),
             ),
+            audit: crate::audit::AuditLog::open_in(dir.path(), &td).unwrap(),
+            server_id: SpiffeId::new("spiffe://ward.test/ward/server").unwrap(),
         },
         admin,
         _dir: dir,
@@ -434,5 +436,6 @@ async fn admin_registry_round_trip() {
     );
 }
 
+mod audit;
 mod policy;
 mod watch;

@@ -1,18 +1,440 @@
-//! `ward audit verify --from-dir`: an auditor's offline check of a mirrored
-//! log (C2SP tlog-tiles directory) against signed checkpoints.
+//! `ward audit …`: the auditor's view of the tamper-evident log.
+//!
+//! - `verify --from-dir DIR`: offline check of a mirrored C2SP tlog-tiles
+//!   directory against signed checkpoints; `verify` without it fetches the
+//!   log from the server first (optionally keeping it with `--mirror`).
+//! - `checkpoint`, `tail`, `query`, `prove`: through the server's
+//!   `/v1/audit` API; every proof is checked here, against a checkpoint
+//!   whose signature is checked here, never taken on the server's word.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use ward_audit::checkpoint::Origin;
 use ward_audit::note::NoteVerifier;
 use ward_audit::store::fs::FsStore;
+use ward_audit::tile::{BundleId, TileId};
+use ward_audit::{Hash, InclusionProof, LeafIndex, LogPath, SignedCheckpoint, TileStore, TreeSize};
+use ward_client::Client;
 
-use crate::cli::Output;
+use crate::cli::{AuditArgs, AuditCommand, Output};
+use crate::cmd::client;
+use crate::table;
 
-pub(crate) fn verify(
+pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let output = args.conn.output;
+    if let AuditCommand::Verify {
+        from_dir: Some(dir),
+        vkey,
+        origin,
+        checkpoints,
+        ..
+    } = &args.command
+    {
+        let vkey = vkey.as_deref().context(
+            "--vkey is required with --from-dir: the log's verifier key (`ward audit checkpoint` prints it)",
+        )?;
+        return verify_dir(dir, vkey, origin.as_deref(), checkpoints, output);
+    }
+    let api = client::connect(&args.conn)?;
+    client::runtime()?.block_on(async move {
+        match args.command {
+            AuditCommand::Verify {
+                mirror,
+                vkey,
+                origin,
+                checkpoints,
+                ..
+            } => verify_server(&api, mirror, vkey, origin, &checkpoints, output).await,
+            AuditCommand::Checkpoint { vkey, save } => checkpoint(&api, vkey, save, output).await,
+            AuditCommand::Tail { lines, follow } => tail(&api, lines, follow, output).await,
+            AuditCommand::Query {
+                agent,
+                since,
+                until,
+                decision,
+                policy,
+                limit,
+            } => {
+                let mut params = vec![format!("limit={}", limit.clamp(1, 1000))];
+                if let Some(a) = agent {
+                    params.push(format!("agent={}", encode(&a)));
+                }
+                if let Some(s) = since {
+                    params.push(format!("since={}", time_arg(&s, "--since")?));
+                }
+                if let Some(u) = until {
+                    params.push(format!("until={}", time_arg(&u, "--until")?));
+                }
+                if let Some(d) = decision {
+                    params.push(format!("decision={d}"));
+                }
+                if let Some(p) = policy {
+                    params.push(format!("policy={}", encode(&p)));
+                }
+                let page: Page = api
+                    .get(&format!("/v1/audit/records?{}", params.join("&")))
+                    .await?;
+                print_records(&page.records, output)?;
+                if output == Output::Text && page.indexed_below < page.tree_size {
+                    eprintln!(
+                        "note: the index is {} entries behind the log; re-run for the newest",
+                        page.tree_size - page.indexed_below
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Prove { index, vkey } => prove(&api, index, vkey, output).await,
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Info {
+    origin: String,
+    verifier_key: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    records: Vec<Value>,
+    tree_size: u64,
+    indexed_below: u64,
+    next_after: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Proof {
+    size: u64,
+    hashes: Vec<String>,
+    entry: Option<String>,
+}
+
+/// The verifier to check checkpoints with: the pinned one, or the server's
+/// announced one (said so on stderr — it proves only that the server signed).
+async fn verifier(api: &Client, pinned: Option<String>) -> anyhow::Result<(NoteVerifier, Origin)> {
+    let info: Info = api.get("/v1/audit").await?;
+    let key = match pinned {
+        Some(k) => k,
+        None => {
+            eprintln!(
+                "note: checking against the verifier key the server announces; pin it with --vkey {}",
+                info.verifier_key
+            );
+            info.verifier_key.clone()
+        }
+    };
+    let verifier: NoteVerifier = key.trim().parse().map_err(|e| {
+        anyhow::anyhow!("--vkey: {e}; expected a signed-note verifier key `name+hash+base64`")
+    })?;
+    let origin = Origin::new(&info.origin)
+        .map_err(|e| anyhow::anyhow!("the server's log origin {:?}: {e}", info.origin))?;
+    Ok((verifier, origin))
+}
+
+async fn signed_checkpoint(
+    api: &Client,
+    verifier: &NoteVerifier,
+    origin: &Origin,
+) -> anyhow::Result<(Vec<u8>, SignedCheckpoint)> {
+    let note = api.get_bytes("/v1/audit/log/checkpoint").await?.to_vec();
+    let signed = SignedCheckpoint::open(&note, std::slice::from_ref(verifier), origin)
+        .map_err(|e| anyhow::anyhow!("the server's checkpoint does not verify: {e}"))?;
+    Ok((note, signed))
+}
+
+async fn checkpoint(
+    api: &Client,
+    vkey: Option<String>,
+    save: Option<PathBuf>,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let (verifier, origin) = verifier(api, vkey).await?;
+    let (note, signed) = signed_checkpoint(api, &verifier, &origin).await?;
+    if let Some(path) = &save {
+        std::fs::write(path, &note).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let cp = signed.checkpoint();
+    match output {
+        Output::Json => crate::cmd::print_json(&json!({
+            "origin": origin.as_str(),
+            "size": cp.size().get(),
+            "root": cp.root().to_base64(),
+            "verifier_key": verifier.to_string(),
+            "signature": "verified",
+        }))?,
+        Output::Text => print!(
+            "{}",
+            table::fields(&[
+                ("origin", origin.as_str().to_owned()),
+                ("size", cp.size().get().to_string()),
+                ("root", cp.root().to_base64()),
+                ("signature", "verified".to_owned()),
+                ("verifier key", verifier.to_string()),
+            ])
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tail(api: &Client, lines: u64, follow: bool, output: Output) -> anyhow::Result<ExitCode> {
+    let page: Page = api
+        .get(&format!("/v1/audit/records?last={}", lines.clamp(1, 1000)))
+        .await?;
+    print_records(&page.records, output)?;
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut after = page.next_after.or(page.indexed_below.checked_sub(1));
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let path = match after {
+            Some(a) => format!("/v1/audit/records?after={a}&limit=1000"),
+            None => "/v1/audit/records?limit=1000".to_owned(),
+        };
+        let page: Page = api.get(&path).await?;
+        if !page.records.is_empty() {
+            print_rows(&page.records, output, false)?;
+            after = page.next_after.or(after);
+        }
+    }
+}
+
+fn print_records(records: &[Value], output: Output) -> anyhow::Result<()> {
+    print_rows(records, output, true)
+}
+
+fn print_rows(records: &[Value], output: Output, header: bool) -> anyhow::Result<()> {
+    if output == Output::Json {
+        for r in records {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let rec = &r["record"];
+            let text = |k: &str| rec[k].as_str().unwrap_or("-").to_owned();
+            let ms = rec["time"].as_i64().unwrap_or(0);
+            vec![
+                r["index"].to_string(),
+                crate::cmd::rfc3339(ms / 1000),
+                text("decision").to_uppercase(),
+                text("principal"),
+                text("action"),
+                text("resource"),
+                rec["reasons"]
+                    .as_array()
+                    .and_then(|a| a.first())
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            ]
+        })
+        .collect();
+    let rendered = table::render(
+        &[
+            "INDEX",
+            "TIME",
+            "DECISION",
+            "PRINCIPAL",
+            "ACTION",
+            "RESOURCE",
+            "REASON",
+        ],
+        &rows,
+    );
+    if header {
+        print!("{rendered}");
+    } else {
+        // Following: skip the header line of each later chunk.
+        for line in rendered.lines().skip(1) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+async fn prove(
+    api: &Client,
+    index: u64,
+    vkey: Option<String>,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let (verifier, origin) = verifier(api, vkey).await?;
+    let (_, signed) = signed_checkpoint(api, &verifier, &origin).await?;
+    let cp = signed.checkpoint();
+    if index >= cp.size().get() {
+        anyhow::bail!(
+            "entry {index} is not covered by the latest checkpoint (size {}); wait a second for the next one",
+            cp.size().get()
+        );
+    }
+    let proof: Proof = api
+        .get(&format!("/v1/audit/proof/{index}?size={}", cp.size().get()))
+        .await?;
+    let entry = proof
+        .entry
+        .context("the server returned no entry with the proof")?;
+    let path = proof
+        .hashes
+        .iter()
+        .map(|h| Hash::from_base64(h).map_err(|e| anyhow::anyhow!("proof hash {h:?}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let inclusion = InclusionProof::new(LeafIndex::new(index), TreeSize::new(proof.size), path);
+    let leaf = ward_audit::leaf_hash(entry.as_bytes());
+    let verdict = inclusion.verify(&leaf, &cp.root());
+    let record: Value = serde_json::from_str(&entry).unwrap_or(Value::String(entry.clone()));
+    match (&verdict, output) {
+        (Ok(()), Output::Json) => crate::cmd::print_json(&json!({
+            "included": true, "index": index, "size": cp.size().get(),
+            "root": cp.root().to_base64(), "record": record,
+        }))?,
+        (Ok(()), Output::Text) => {
+            println!(
+                "entry {index} is included in the tree of size {} (root {}), signed by {}",
+                cp.size().get(),
+                cp.root().to_base64(),
+                verifier.name()
+            );
+            println!("{}", serde_json::to_string_pretty(&record)?);
+        }
+        (Err(e), Output::Json) => crate::cmd::print_json(&json!({
+            "included": false, "index": index, "error": e.to_string(),
+        }))?,
+        (Err(e), Output::Text) => eprintln!("PROOF FAILED for entry {index}: {e}"),
+    }
+    Ok(if verdict.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::cmd::EXIT_DENIED)
+    })
+}
+
+/// Every public resource of the tree of `size`: its hash tiles at each
+/// level and its entry bundles.
+fn resources(size: TreeSize) -> Vec<LogPath> {
+    let mut out = Vec::new();
+    for level in 0u8..=ward_audit::tile::MAX_LEVEL {
+        let mut any = false;
+        for index in 0u64.. {
+            let Some(tile) = TileId::in_tree(level, index, size) else {
+                break;
+            };
+            out.push(LogPath::Tile(tile));
+            any = true;
+        }
+        if !any {
+            break;
+        }
+    }
+    for index in 0u64.. {
+        let Some(bundle) = BundleId::in_tree(index, size) else {
+            break;
+        };
+        out.push(LogPath::Bundle(bundle));
+    }
+    out
+}
+
+async fn verify_server(
+    api: &Client,
+    mirror: Option<PathBuf>,
+    vkey: Option<String>,
+    origin: Option<String>,
+    checkpoints: &[PathBuf],
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let (verifier, server_origin) = verifier(api, vkey).await?;
+    let origin = match origin {
+        Some(o) => Origin::new(&o).map_err(|e| anyhow::anyhow!("--origin {o:?}: {e}"))?,
+        None => server_origin,
+    };
+    // The newest checkpoint is fetched first and the tree it names is
+    // mirrored: later growth does not disturb the resources of that size.
+    let note = api.get_bytes("/v1/audit/log/checkpoint").await?.to_vec();
+    let size = SignedCheckpoint::open(&note, std::slice::from_ref(&verifier), &origin)
+        .map(|s| s.checkpoint().size())
+        .unwrap_or(TreeSize::ZERO);
+    let temp;
+    let dir = match &mirror {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary directory")?;
+            temp.path().to_owned()
+        }
+    };
+    let store = FsStore::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    let wanted = resources(size);
+    let total = wanted.len();
+    let show_progress = output == Output::Text && total > 50;
+    for (i, path) in wanted.into_iter().enumerate() {
+        let bytes = api
+            .get_bytes(&format!("/v1/audit/log/{path}"))
+            .await
+            .with_context(|| format!("fetching {path}"))?;
+        store
+            .write(&[(path, bytes.to_vec())])
+            .with_context(|| format!("writing {path} into {}", dir.display()))?;
+        if show_progress && (i + 1) % 100 == 0 {
+            eprintln!("fetched {} of {total} tiles and bundles", i + 1);
+        }
+    }
+    store
+        .write(&[(LogPath::Checkpoint, note.clone())])
+        .with_context(|| format!("writing the checkpoint into {}", dir.display()))?;
+    if let Some(d) = &mirror {
+        eprintln!(
+            "mirrored the log of size {} into {}",
+            size.get(),
+            d.display()
+        );
+    }
+    let mut files = vec![dir.join("checkpoint")];
+    files.extend(checkpoints.iter().cloned());
+    verify_dir(
+        &dir,
+        &verifier.to_string(),
+        Some(origin.as_str()),
+        &files,
+        output,
+    )
+}
+
+/// `--since`/`--until` as unix millis: RFC 3339, or an age before now.
+fn time_arg(text: &str, flag: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX));
+    }
+    let age = crate::cmd::parse_duration(text).map_err(|_| {
+        anyhow::anyhow!(
+            "{flag} {text:?}: use RFC 3339 (2026-11-23T10:00:00Z) or an age such as 15m, 2h, 1d"
+        )
+    })?;
+    let now = time::OffsetDateTime::now_utc() - age;
+    Ok(i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn verify_dir(
     dir: &Path,
     vkey: &str,
     origin: Option<&str>,

@@ -269,7 +269,9 @@ async fn openapi_document_matches_the_router() {
         let uri = path
             .replace("{name}", "alpha")
             .replace("{serial}", "ab01")
-            .replace("{version}", "00");
+            .replace("{version}", "00")
+            .replace("{path}", "checkpoint")
+            .replace("{index}", "0");
         for method in item.as_object().unwrap().keys() {
             operations += 1;
             let method = method.to_uppercase();
@@ -291,7 +293,7 @@ async fn openapi_document_matches_the_router() {
             );
         }
     }
-    assert_eq!(operations, 24, "update the count when adding endpoints");
+    assert_eq!(operations, 30, "update the count when adding endpoints");
 }
 
 #[tokio::test]

@@ -1,0 +1,109 @@
+//! Shipping the audit spool to the server's log (DESIGN.md §4 invariant 4).
+//!
+//! One task per proxy reads the oldest unacknowledged records, posts them to
+//! `POST /v1/audit/records?first_seq=N` over mTLS with the proxy's SVID, and
+//! deletes them only after the server answers that they are durably in the
+//! tree. Any failure — server down, refusal, timeout — keeps the records and
+//! retries with capped exponential backoff: a record is shipped at least
+//! once and never dropped. The server skips records it already holds, so a
+//! lost acknowledgement does not duplicate them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use ward_client::Client;
+use ward_core::drain::Watch;
+
+use crate::Shared;
+
+/// Records per shipped batch.
+pub const BATCH_RECORDS: usize = 2000;
+/// Bytes per shipped batch (the server's body limit is 2 MiB).
+pub const BATCH_BYTES: usize = 1 << 20;
+/// Pause when the spool is empty.
+const IDLE: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Deserialize)]
+struct Ingested {
+    through_seq: u64,
+}
+
+/// Ships until `watch` signals; what is left stays spooled for the next
+/// start.
+pub async fn run(shared: Arc<Shared>, watch: Watch) {
+    let shutdown = watch.signaled();
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let wait = match ship_once(&shared).await {
+            Ok(0) => IDLE,
+            Ok(n) => {
+                shared.metrics.audit_shipped.inc_by(n);
+                backoff = Duration::from_millis(250);
+                Duration::ZERO
+            }
+            Err(e) => {
+                shared.metrics.audit_ship_failures.inc();
+                tracing::warn!(error = %e, retry_in = ?backoff, "shipping audit records failed; they stay in the spool");
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Ships one batch; returns how many records the server acknowledged.
+async fn ship_once(shared: &Arc<Shared>) -> Result<u64, String> {
+    let audit = shared.audit.clone();
+    let batch = tokio::task::spawn_blocking(move || audit.next_batch(BATCH_RECORDS, BATCH_BYTES))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reading the spool: {e}"))?;
+    let Some(last) = batch.last_seq() else {
+        return Ok(0);
+    };
+    let first = batch.first_seq();
+    let mut body = Vec::with_capacity(batch.records().iter().map(|r| r.len() + 1).sum());
+    for record in batch.records() {
+        // Canonical records contain no raw newline (JSON escapes it).
+        body.extend_from_slice(record);
+        body.push(b'\n');
+    }
+    let current = shared.identity.current();
+    let client = Client::new(
+        &shared.config.server,
+        &shared.trust_bundle(),
+        Some((&current.0, &current.1)),
+    )
+    .map_err(|e| e.to_string())?;
+    let answer: Ingested = client
+        .post_bytes(
+            &format!("/v1/audit/records?first_seq={first}"),
+            "application/x-ndjson",
+            body,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if answer.through_seq != last {
+        return Err(format!(
+            "the server acknowledged through {} but the batch ends at {last}; not deleting",
+            answer.through_seq
+        ));
+    }
+    let audit = shared.audit.clone();
+    tokio::task::spawn_blocking(move || audit.ack(last))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("acknowledging the spool: {e}"))?;
+    Ok(last - first + 1)
+}

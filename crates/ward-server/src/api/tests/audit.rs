@@ -1,0 +1,271 @@
+//! `/v1/audit`: ingestion from proxies (only their own records, strictly
+//! decoded, re-sends skipped), refusals audited in the log itself, and the
+//! read side (records, tiles, proofs) checked against an independent
+//! recomputation.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use ward_audit::record::{AuditRecord, BodyDigest, Decision, RequestDigest, UnixMillis};
+use ward_audit::{Hash, InclusionProof, LeafIndex, TreeSize};
+use ward_core::SpiffeId;
+
+use super::{Harness, caller_of, harness};
+use crate::api::{Caller, router};
+
+fn record(proxy: &str, id: &str, decision: Decision, policy: &str) -> Vec<u8> {
+    AuditRecord {
+        time: UnixMillis::new(1_700_000_000_000).unwrap(),
+        decision_id: id.to_owned(),
+        proxy_id: proxy.to_owned(),
+        principal: Some(SpiffeId::new("spiffe://ward.test/agent/caller").unwrap()),
+        action: "GET".to_owned(),
+        resource: "Agent::\"tools\"".to_owned(),
+        decision,
+        policies: vec![policy.to_owned()],
+        reasons: vec!["because".to_owned()],
+        policy_version: "v1".to_owned(),
+        trace_id: None,
+        peer_cert_serial: None,
+        request: RequestDigest {
+            body_sha256: BodyDigest::of(b""),
+            method: "GET".to_owned(),
+            path: "/x".to_owned(),
+        },
+    }
+    .encode()
+    .unwrap()
+}
+
+async fn ship(
+    h: &Harness,
+    caller: &Caller,
+    first_seq: u64,
+    lines: &[Vec<u8>],
+) -> (StatusCode, Value) {
+    let mut body = Vec::new();
+    for l in lines {
+        body.extend_from_slice(l);
+        body.push(b'\n');
+    }
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/audit/records?first_seq={first_seq}"))
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from(body))
+        .unwrap();
+    req.extensions_mut().insert(caller.clone());
+    let resp = router(h.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Every entry of the log, decoded.
+fn log_entries(h: &Harness) -> Vec<AuditRecord> {
+    let size = *h.state.audit.size().borrow();
+    crate::audit::AuditLog::entries(&**h.state.audit.store(), 0, size, size)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| AuditRecord::decode(&e).unwrap())
+        .collect()
+}
+
+async fn wait_indexed(h: &Harness) {
+    for _ in 0..200 {
+        let size = *h.state.audit.size().borrow();
+        if crate::audit::index::indexed_below(h.state.store.pool())
+            .await
+            .unwrap()
+            >= size
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the index never caught up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_ship_their_records_once_and_admins_read_them_back() {
+    let h = harness().await;
+    let (_trigger, watch) = ward_core::drain::channel();
+    crate::audit::index::follow(h.state.audit.clone(), h.state.store.clone(), watch);
+    let (_, svid, _) = h.enroll("tools").await;
+    let proxy = caller_of(&svid);
+    let me = svid.spiffe_id().to_string();
+    let batch = vec![
+        record(&me, "d1", Decision::Allow, "p-allow"),
+        record(&me, "d2", Decision::Deny, "p-deny"),
+        record(&me, "d3", Decision::Allow, "p-allow"),
+    ];
+    let (s, body) = ship(&h, &proxy, 0, &batch).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["through_seq"], 2);
+    assert_eq!(body["appended"], 3);
+    // A lost acknowledgement: the proxy sends seqs 0..=2 again plus 3.
+    let mut again = batch.clone();
+    again.push(record(&me, "d4", Decision::Deny, "p-deny"));
+    let (s, body) = ship(&h, &proxy, 0, &again).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["through_seq"], 3);
+    assert_eq!(body["appended"], 1, "re-sent records are skipped: {body}");
+    let ids: Vec<String> = log_entries(&h).into_iter().map(|r| r.decision_id).collect();
+    assert_eq!(ids, ["d1", "d2", "d3", "d4"]);
+
+    wait_indexed(&h).await;
+    let (s, body, _) = h
+        .call(
+            "GET",
+            "/v1/audit/records?decision=deny&agent=tools",
+            &h.admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let got: Vec<&str> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["record"]["decision_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["d2", "d4"]);
+    let (_, body, _) = h
+        .call(
+            "GET",
+            "/v1/audit/records?policy=p-allow&last=1",
+            &h.admin,
+            None,
+        )
+        .await;
+    assert_eq!(body["records"][0]["record"]["decision_id"], "d3");
+    assert_eq!(body["records"][0]["index"], 2);
+    let (_, body, _) = h
+        .call("GET", "/v1/audit/records?agent=nobody", &h.admin, None)
+        .await;
+    assert!(body["records"].as_array().unwrap().is_empty());
+
+    // The inclusion proof verifies against the root recomputed here from
+    // the entries alone.
+    let (s, body, _) = h
+        .call("GET", "/v1/audit/proof/1?size=4", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let leaves: Vec<Hash> = [&batch[0], &batch[1], &batch[2], &again[3]]
+        .iter()
+        .map(|e| ward_audit::leaf_hash(e))
+        .collect();
+    let root = ward_audit::tree::merkle_root(&leaves);
+    let path: Vec<Hash> = body["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
+    let proof = InclusionProof::new(LeafIndex::new(1), TreeSize::new(4), path);
+    proof.verify(&leaves[1], &root).unwrap();
+    assert!(proof.verify(&leaves[2], &root).is_err());
+    assert_eq!(body["entry"].as_str().unwrap().as_bytes(), &batch[1][..]);
+
+    // Tiles are served at their tlog-tiles paths; the private commit record
+    // and malformed paths are not.
+    let (s, _, ctype) = h
+        .call("GET", "/v1/audit/log/checkpoint", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ctype.starts_with("text/plain"), "{ctype}");
+    let (s, _, _) = h
+        .call("GET", "/v1/audit/log/tile/entries/000.p/4", &h.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for bad in ["ward-tree-state", "tile/entries/0.p/4", "../ward.db"] {
+        let (s, _, _) = h
+            .call("GET", &format!("/v1/audit/log/{bad}"), &h.admin, None)
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_malformed_batches_are_refused_and_the_refusal_is_logged() {
+    let h = harness().await;
+    let (_, svid, _) = h.enroll("tools").await;
+    let proxy = caller_of(&svid);
+    let me = svid.spiffe_id().to_string();
+
+    // Records in another proxy's name: refused as a whole, nothing of the
+    // batch logged, the attempt logged as a denial naming the caller.
+    let forged = vec![
+        record(&me, "mine", Decision::Allow, "p"),
+        record(
+            "spiffe://ward.test/agent/other",
+            "theirs",
+            Decision::Allow,
+            "p",
+        ),
+    ];
+    let (s, body) = ship(&h, &proxy, 0, &forged).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("record 2"),
+        "{body}"
+    );
+    let entries = log_entries(&h);
+    assert_eq!(entries.len(), 1, "only the refusal is logged: {entries:?}");
+    let refusal = &entries[0];
+    assert_eq!(refusal.decision, Decision::Deny);
+    assert_eq!(refusal.action, "audit/ingest");
+    assert_eq!(refusal.principal.as_ref(), Some(svid.spiffe_id()));
+    assert_eq!(refusal.proxy_id, "spiffe://ward.test/ward/server");
+
+    // Not canonical (whitespace added): 422, logged too.
+    let mut loose = record(&me, "x", Decision::Allow, "p");
+    loose.insert(1, b' ');
+    let (s, _) = ship(&h, &proxy, 0, &[loose]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(log_entries(&h).len(), 2);
+
+    // No client certificate at all: 401 (there is nobody to attribute).
+    let (s, _) = ship(
+        &h,
+        &Caller::default(),
+        0,
+        &[record(&me, "y", Decision::Allow, "p")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // An admin SVID is not a proxy.
+    let (s, _) = ship(&h, &h.admin, 0, &[record(&me, "z", Decision::Allow, "p")]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // A revoked proxy ships nothing more.
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/v1/agents/tools/revoke",
+            &h.admin,
+            Some(serde_json::json!({"reason": "stolen"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = ship(&h, &proxy, 0, &[record(&me, "late", Decision::Allow, "p")]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let entries = log_entries(&h);
+    assert!(entries.iter().all(|r| r.decision_id != "late"));
+    assert_eq!(entries.len(), 4, "four refusals: {entries:?}");
+
+    // Agents may not read the log: refused by policy, and that is logged.
+    let (s, _, _) = h.call("GET", "/v1/audit/records", &proxy, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let last = log_entries(&h).pop().unwrap();
+    assert_eq!(last.action, "audit/read");
+    assert_eq!(last.principal.as_ref(), Some(svid.spiffe_id()));
+}
