@@ -14,6 +14,7 @@
 //! | [`outbound`] | the app's listener: route to the target agent's proxy over pooled HTTP/2 mTLS |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`audit`] | decision records into the local spool |
+//! | [`receipt`] | reporting the applied revision to the server (receipts) |
 //! | [`ship`] | the spool to the server's log; delete only what it acknowledged |
 //! | [`upgrade`] | HTTP/1.1 upgrades (WebSocket) spliced after authorization |
 //! | [`ratelimit`], [`metrics`], [`http`] | per-caller token buckets, Prometheus, header hygiene |
@@ -35,6 +36,7 @@ pub mod inbound;
 pub mod metrics;
 pub mod outbound;
 pub mod ratelimit;
+pub mod receipt;
 pub mod ship;
 pub mod state;
 pub mod upgrade;
@@ -136,6 +138,8 @@ pub struct Shared {
     pub conns: watcher::Conns,
     /// HTTP/1.1 connection pool to the local app.
     pub upstream: inbound::Upstream,
+    /// The control-plane revision in force, for receipts.
+    pub applied: tokio::sync::watch::Sender<u64>,
     advertise: String,
 }
 
@@ -283,10 +287,12 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         state,
         routes,
         upstream,
+        applied: tokio::sync::watch::channel(0).0,
         advertise,
         config,
     });
     shared.install(Compiled::new(view));
+    shared.applied.send_replace(shared.compiled().view.revision);
 
     let (trigger, watch) = drain::channel();
     tokio::spawn(watcher::follow(Arc::clone(&shared), watch.clone()));
@@ -300,6 +306,7 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
     }
     tokio::spawn(gauges(Arc::clone(&shared), watch.clone()));
     tokio::spawn(ship::run(Arc::clone(&shared), watch.clone()));
+    tokio::spawn(receipt::run(Arc::clone(&shared), watch.clone()));
     tokio::spawn(inbound::serve(
         inbound_l,
         Arc::clone(&shared),

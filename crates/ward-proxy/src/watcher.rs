@@ -150,16 +150,12 @@ async fn session(shared: &Arc<Shared>) -> Result<u64, String> {
     Ok(applied)
 }
 
-/// Persists and enforces `view`.
+/// Enforces and persists `view`, then reports the revision to the server.
+///
+/// Enforcement comes first: a revocation must bite before anything else
+/// happens. Persisting after it is safe — a crash in between restarts with
+/// the older view and the stream re-delivers the change.
 pub fn apply(shared: &Shared, view: View) {
-    match serde_json::to_vec(&view) {
-        Ok(bytes) => {
-            if let Err(e) = shared.state.save_view(&bytes) {
-                tracing::error!(error = %e, "could not persist the view; enforcing it anyway");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "could not serialise the view"),
-    }
     let old = shared.compiled();
     if old.view.bundle != view.bundle {
         match ward_core::TrustDomain::new(&view.trust_domain)
@@ -194,4 +190,13 @@ pub fn apply(shared: &Shared, view: View) {
             "connections of refused peers closed"
         );
     }
+    match serde_json::to_vec(&now.view) {
+        Ok(bytes) => {
+            if let Err(e) = shared.state.save_view(&bytes) {
+                tracing::error!(error = %e, "could not persist the view; enforcing it anyway");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not serialise the view"),
+    }
+    shared.applied.send_replace(revision);
 }

@@ -769,8 +769,22 @@ async fn revocation_cuts_a_live_stream_and_restart_without_server_keeps_enforcin
 
     // Revoke a: the stream and the tunnel are cut, and a's next request is
     // refused.
+    let proxies: Value = world.admin().get("/v1/proxies").await.unwrap();
+    let mut agents: Vec<&str> = proxies
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["connected"] == true)
+        .map(|p| p["agent"].as_str().unwrap())
+        .collect();
+    agents.sort_unstable();
+    assert_eq!(
+        agents,
+        ["a", "b"],
+        "both proxies report receipts: {proxies}"
+    );
     let revoked_at = Instant::now();
-    let _: Value = world
+    let revoked: Value = world
         .admin()
         .call(
             Method::POST,
@@ -779,6 +793,26 @@ async fn revocation_cuts_a_live_stream_and_restart_without_server_keeps_enforcin
         )
         .await
         .unwrap();
+    // The receipt: every connected proxy that counts (b; a is revoked)
+    // reports enforcing the revocation's revision.
+    let revision = revoked["revocation"]["revision"].as_u64().unwrap();
+    let receipts: Value = world
+        .admin()
+        .get(&format!("/v1/receipts/{revision}?timeout_ms=10000"))
+        .await
+        .unwrap();
+    assert_eq!(receipts["pending"], json!([]), "{receipts}");
+    let applied: Vec<&str> = receipts["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(applied, ["b"], "{receipts}");
+    eprintln!(
+        "revocation enforced by every connected proxy (receipts) {:?} after it was acknowledged",
+        revoked_at.elapsed()
+    );
     let cut = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(_)) = body.frame().await {}
     })

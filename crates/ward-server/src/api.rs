@@ -11,6 +11,7 @@ pub mod authzen;
 pub mod enroll;
 mod error;
 pub mod policies;
+pub mod proxies;
 pub mod status;
 pub mod watch;
 
@@ -161,6 +162,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/revocations", get(agents::revocations))
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/receipts", post(proxies::report))
+        .route("/v1/receipts/{revision}", get(proxies::wait))
+        .route("/v1/proxies", get(proxies::list))
         .route("/v1/audit", get(audit::info))
         .route("/v1/audit/log/{*path}", get(audit::tile))
         .route("/v1/audit/records", get(audit::records).post(audit::ingest))

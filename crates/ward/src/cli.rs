@@ -87,6 +87,13 @@ pub(crate) enum ProxyCommand {
     /// or `HTTP_PROXY=http://127.0.0.1:15001`). Stops cleanly on SIGINT or
     /// SIGTERM.
     Run(Box<ProxyRunArgs>),
+    /// Every proxy the server has heard from: the control-plane revision it
+    /// enforces, its lag, when it last reported, when its certificate
+    /// expires.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -336,6 +343,8 @@ pub(crate) enum CertCommand {
         /// Why (kept with the revocation).
         #[arg(long)]
         reason: Option<String>,
+        #[command(flatten)]
+        wait: WaitFlags,
     },
     /// List every revocation (agents and serials), oldest first.
     Revocations,
@@ -427,18 +436,37 @@ pub(crate) enum AgentCommand {
         /// Why (kept with the revocation).
         #[arg(long)]
         reason: Option<String>,
+        #[command(flatten)]
+        wait: WaitFlags,
     },
     /// Quarantine an agent: it keeps its identity but proxies confine it to
     /// what the quarantine policy allows.
     Quarantine {
         /// Agent name.
         name: String,
+        #[command(flatten)]
+        wait: WaitFlags,
     },
     /// End an agent's quarantine.
     Release {
         /// Agent name.
         name: String,
+        #[command(flatten)]
+        wait: WaitFlags,
     },
+}
+
+/// Waiting for receipts after a containment change.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct WaitFlags {
+    /// Return only once every connected proxy enforces the change (its
+    /// receipt), listing any that do not within --timeout (exit 2) and the
+    /// disconnected ones with the time their certificates expire anyway.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// How long --wait waits (e.g. 5s, 1m).
+    #[arg(long, default_value = "5s", requires = "wait")]
+    pub(crate) timeout: String,
 }
 
 #[derive(Debug, clap::Args)]

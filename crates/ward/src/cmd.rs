@@ -7,6 +7,7 @@ mod cert;
 pub(crate) mod client;
 mod policy;
 mod proxy;
+mod receipts;
 mod server;
 mod svid;
 mod token;
@@ -60,6 +61,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }),
         Command::Server(ServerCommand::Status { conn }) => server::status(&conn),
         Command::Proxy(ProxyCommand::Run(args)) => proxy::run(*args),
+        Command::Proxy(ProxyCommand::List { conn }) => receipts::list(&conn),
         Command::Agent(args) => agent::run(args),
         Command::Token(args) => token::run(args),
         Command::Cert(args) => cert::run(args),

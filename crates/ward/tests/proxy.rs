@@ -321,6 +321,21 @@ fn acknowledged_decisions_reach_the_log_across_kill_9_of_server_and_proxy() {
         "5",
     ]);
     assert!(denied.contains("ALLOW"), "{denied}");
+    // Containment with receipts: the restarted api proxy reports; revoking
+    // the client waits until every connected proxy enforces it.
+    let listed = admin(&["proxy", "list"]);
+    assert!(listed.contains("api"), "{listed}");
+    let receipt = admin(&[
+        "agent",
+        "revoke",
+        "client",
+        "--reason",
+        "drill",
+        "--wait",
+        "--timeout",
+        "10s",
+    ]);
+    assert!(receipt.starts_with("enforced by "), "{receipt}");
     eprintln!(
         "{} requests reached the app across kill -9 of the server and of the proxy; all {} in the verified log",
         acknowledged.len(),

@@ -11,7 +11,7 @@ use ward_server::api::agents::RevokeResponse;
 use ward_server::store::{Agent, AgentAttributes};
 
 use crate::cli::{AgentCommand, AttributeFlags, Output};
-use crate::cmd::client;
+use crate::cmd::{client, receipts};
 use crate::table;
 
 pub(crate) fn run(args: crate::cli::AgentArgs) -> anyhow::Result<ExitCode> {
@@ -68,7 +68,7 @@ pub(crate) fn run(args: crate::cli::AgentArgs) -> anyhow::Result<ExitCode> {
                 let agent: Agent = api.call(Method::PATCH, &path, Some(&body)).await?;
                 print_one(&agent, output)
             }
-            AgentCommand::Revoke { name, reason } => {
+            AgentCommand::Revoke { name, reason, wait } => {
                 let resp: RevokeResponse = api
                     .call(
                         Method::POST,
@@ -76,16 +76,17 @@ pub(crate) fn run(args: crate::cli::AgentArgs) -> anyhow::Result<ExitCode> {
                         Some(&json!({ "reason": reason })),
                     )
                     .await?;
-                match output {
-                    Output::Json => crate::cmd::print_json(&serde_json::to_value(&resp)?)?,
-                    Output::Text => eprintln!(
+                if output == Output::Text {
+                    eprintln!(
                         "revoked {name} at revision {} ({}); proxies refuse its certificates as they apply it",
                         resp.revocation.revision, resp.revocation.reason
-                    ),
+                    );
                 }
-                Ok(ExitCode::SUCCESS)
+                let revision = resp.revocation.revision;
+                receipts::after_change(&api, revision, &wait, serde_json::to_value(&resp)?, output)
+                    .await
             }
-            AgentCommand::Quarantine { name } => {
+            AgentCommand::Quarantine { name, wait } => {
                 let agent: Agent = api
                     .call(
                         Method::POST,
@@ -95,10 +96,12 @@ pub(crate) fn run(args: crate::cli::AgentArgs) -> anyhow::Result<ExitCode> {
                     .await?;
                 if output == Output::Text {
                     eprintln!("quarantined {}; `ward agent release {0}` ends it", agent.name);
+                    print_one(&agent, output)?;
                 }
-                print_one(&agent, output)
+                receipts::after_change(&api, agent.revision, &wait, serde_json::to_value(&agent)?, output)
+                    .await
             }
-            AgentCommand::Release { name } => {
+            AgentCommand::Release { name, wait } => {
                 let agent: Agent = api
                     .call(
                         Method::POST,
@@ -106,7 +109,11 @@ pub(crate) fn run(args: crate::cli::AgentArgs) -> anyhow::Result<ExitCode> {
                         None::<&()>,
                     )
                     .await?;
-                print_one(&agent, output)
+                if output == Output::Text {
+                    print_one(&agent, output)?;
+                }
+                receipts::after_change(&api, agent.revision, &wait, serde_json::to_value(&agent)?, output)
+                    .await
             }
             AgentCommand::Retire { name } => {
                 let agent: Agent = api

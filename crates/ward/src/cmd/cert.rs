@@ -16,7 +16,11 @@ pub(crate) fn run(args: crate::cli::CertArgs) -> anyhow::Result<ExitCode> {
     let api = client::connect(&args.conn)?;
     client::runtime()?.block_on(async move {
         match args.command {
-            CertCommand::Revoke { serial, reason } => {
+            CertCommand::Revoke {
+                serial,
+                reason,
+                wait,
+            } => {
                 let clean: String = serial.chars().filter(|c| *c != ':').collect();
                 anyhow::ensure!(
                     !clean.is_empty() && clean.chars().all(|c| c.is_ascii_hexdigit()),
@@ -29,14 +33,22 @@ pub(crate) fn run(args: crate::cli::CertArgs) -> anyhow::Result<ExitCode> {
                         Some(&json!({ "reason": reason })),
                     )
                     .await?;
-                match output {
-                    Output::Json => crate::cmd::print_json(&serde_json::to_value(&resp)?)?,
-                    Output::Text => eprintln!(
+                if output == Output::Text {
+                    eprintln!(
                         "revoked certificate {} at revision {}",
                         clean.to_lowercase(),
                         resp.revocation.revision
-                    ),
+                    );
                 }
+                let revision = resp.revocation.revision;
+                return crate::cmd::receipts::after_change(
+                    &api,
+                    revision,
+                    &wait,
+                    serde_json::to_value(&resp)?,
+                    output,
+                )
+                .await;
             }
             CertCommand::Revocations => {
                 let list: Vec<Revocation> = api.get("/v1/revocations").await?;

@@ -271,7 +271,8 @@ async fn openapi_document_matches_the_router() {
             .replace("{serial}", "ab01")
             .replace("{version}", "00")
             .replace("{path}", "checkpoint")
-            .replace("{index}", "0");
+            .replace("{index}", "0")
+            .replace("{revision}", "1");
         for method in item.as_object().unwrap().keys() {
             operations += 1;
             let method = method.to_uppercase();
@@ -293,7 +294,7 @@ async fn openapi_document_matches_the_router() {
             );
         }
     }
-    assert_eq!(operations, 30, "update the count when adding endpoints");
+    assert_eq!(operations, 33, "update the count when adding endpoints");
 }
 
 #[tokio::test]
