@@ -317,8 +317,8 @@ python3 "$HERE/probe.py" --victim-outbound "127.0.0.1:${OUT[victim]}" --targets 
     --warmup "$WARMUP_S" --timeout "$TIMEOUT_S" --ready-timeout "$READY_TIMEOUT" \
     --max-inflight "$MAX_INFLIGHT" --csv "$WORK/probes.csv" --log-dir "$WORK/logs" --binary-label "$label" \
     --host-note "$(nproc 2>/dev/null || echo '?') CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') before the probes" \
-    --revoke-display "ward agent revoke victim --reason bench" \
-    -- "$WARD_BIN" agent revoke victim --reason bench "${CONN[@]}" || rc=$?
+    --revoke-display "ward agent revoke victim --reason bench --wait --output json" --receipts-json \
+    -- "$WARD_BIN" agent revoke victim --reason bench --wait --timeout 10s --output json "${CONN[@]}" || rc=$?
 
 case $rc in
 0) ;;

@@ -48,6 +48,16 @@ pub fn entities_json<'a>(
     agents: impl IntoIterator<Item = (&'a str, &'a RegistryAttributes)>,
     admins: impl IntoIterator<Item = &'a str>,
 ) -> Value {
+    entities_json_with(agents, admins, |_| false)
+}
+
+/// [`entities_json`], with the agents for which `quarantined` holds put in
+/// `Segment::"quarantine"` (what the built-in quarantine policy matches).
+pub fn entities_json_with<'a>(
+    agents: impl IntoIterator<Item = (&'a str, &'a RegistryAttributes)>,
+    admins: impl IntoIterator<Item = &'a str>,
+    quarantined: impl Fn(&str) -> bool,
+) -> Value {
     let mut out = Vec::new();
     let mut teams = BTreeSet::new();
     teams.insert(ADMIN_TEAM.to_owned());
@@ -71,12 +81,15 @@ pub fn entities_json<'a>(
         if let Some(model) = a.model.get("name") {
             attrs.insert("model".into(), json!(model));
         }
-        let parents = if team.is_empty() {
+        let mut parents = if team.is_empty() {
             vec![]
         } else {
             teams.insert(team.clone());
             vec![json!({"type": "Team", "id": team})]
         };
+        if quarantined(name) {
+            parents.push(json!({"type": "Segment", "id": crate::schema::QUARANTINE_SEGMENT}));
+        }
         out.push(json!({
             "uid": {"type": "Agent", "id": name},
             "attrs": attrs,
@@ -94,6 +107,11 @@ pub fn entities_json<'a>(
         out.push(json!({"uid": {"type": "Team", "id": team}, "attrs": {}, "parents": []}));
     }
     out.push(json!({"uid": {"type": "Server", "id": "ward"}, "attrs": {}, "parents": []}));
+    out.push(json!({
+        "uid": {"type": "Segment", "id": crate::schema::QUARANTINE_SEGMENT},
+        "attrs": {},
+        "parents": [],
+    }));
     Value::Array(out)
 }
 
@@ -104,6 +122,19 @@ pub fn entities<'a>(
     admins: impl IntoIterator<Item = &'a str>,
 ) -> Result<EntityStore, EntityError> {
     EntityStore::from_json_str(schema, &entities_json(agents, admins).to_string())
+}
+
+/// [`entities_json_with`] checked against `schema`.
+pub fn entities_with<'a>(
+    schema: &Schema,
+    agents: impl IntoIterator<Item = (&'a str, &'a RegistryAttributes)>,
+    admins: impl IntoIterator<Item = &'a str>,
+    quarantined: impl Fn(&str) -> bool,
+) -> Result<EntityStore, EntityError> {
+    EntityStore::from_json_str(
+        schema,
+        &entities_json_with(agents, admins, quarantined).to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -129,5 +160,15 @@ mod tests {
         assert!(!store.is_in(&alice, &crate::json::uid("Team", ADMIN_TEAM).unwrap()));
         assert_eq!(risk_tier(Some("typo")), 3, "unknown tiers are the riskiest");
         assert_eq!(risk_tier(Some("LOW")), 1);
+    }
+
+    #[test]
+    fn quarantined_agents_are_in_the_quarantine_segment() {
+        let schema = Schema::ward().unwrap();
+        let a = RegistryAttributes::default();
+        let store = entities_with(&schema, [("q", &a), ("ok", &a)], [], |n| n == "q").unwrap();
+        let segment = crate::json::uid("Segment", crate::schema::QUARANTINE_SEGMENT).unwrap();
+        assert!(store.is_in(&crate::json::uid("Agent", "q").unwrap(), &segment));
+        assert!(!store.is_in(&crate::json::uid("Agent", "ok").unwrap(), &segment));
     }
 }

@@ -24,6 +24,12 @@ pub const WARD_SCHEMA_NAME: &str = "ward.cedarschema";
 pub const ADMIN_POLICY: &str = include_str!("../policies/admin.cedar");
 /// File name the admin policy is reported under.
 pub const ADMIN_POLICY_NAME: &str = "ward-admin.cedar";
+/// Ward's built-in quarantine policy: proxies load it beside every bundle.
+pub const QUARANTINE_POLICY: &str = include_str!("../policies/quarantine.cedar");
+/// The file name it is loaded under (policy errors name it).
+pub const QUARANTINE_POLICY_NAME: &str = "ward-quarantine.cedar";
+/// The segment quarantined agents are put in.
+pub const QUARANTINE_SEGMENT: &str = "quarantine";
 
 /// A parsed, merged Cedar schema. Cloning is cheap.
 #[derive(Clone, Debug)]

@@ -317,7 +317,9 @@ pub async fn handle(
                 "unknown-agent",
                 format!("{agent} is not a registered agent"),
             )),
-            Some(a) if !a.is_active() => Err(refuse(
+            // A quarantined caller goes on to Cedar, where Ward's built-in
+            // quarantine policy confines it (ward-policy/policies/quarantine.cedar).
+            Some(a) if !a.is_active() && a.status != "quarantined" => Err(refuse(
                 StatusCode::FORBIDDEN,
                 "agent-not-active",
                 format!("{agent} is {}", a.status),

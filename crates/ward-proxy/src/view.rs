@@ -231,7 +231,9 @@ pub fn verify_policy(policy: &SignedPolicy, key_b64: Option<&str>) -> Result<(),
     aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &key)
         .verify(&signed_message(&policy.version), &signature)
         .map_err(|_| "signature does not verify with the server's policy-signing key".to_owned())?;
-    let (_, policies) = load(policy).map_err(|e| format!("bundle does not load: {e}"))?;
+    // The version hashes the bundle's own files, without Ward's built-ins.
+    let (_, policies) =
+        load_with(policy, None).map_err(|e| format!("bundle does not load: {e}"))?;
     let actual = policies.version().to_string();
     if actual != policy.version {
         return Err(format!(
@@ -242,8 +244,23 @@ pub fn verify_policy(policy: &SignedPolicy, key_b64: Option<&str>) -> Result<(),
     Ok(())
 }
 
-/// Schema and policies of a bundle.
+/// Schema and policies a proxy enforces: the bundle plus Ward's built-in
+/// quarantine policy, which rides with every bundle so quarantine holds
+/// whatever the operator's policies say.
 pub fn load(policy: &SignedPolicy) -> Result<(Schema, PolicySet), ward_policy::LoadError> {
+    load_with(
+        policy,
+        Some((
+            ward_policy::schema::QUARANTINE_POLICY_NAME,
+            ward_policy::schema::QUARANTINE_POLICY,
+        )),
+    )
+}
+
+fn load_with(
+    policy: &SignedPolicy,
+    builtin: Option<(&str, &str)>,
+) -> Result<(Schema, PolicySet), ward_policy::LoadError> {
     let schema = match policy
         .files
         .iter()
@@ -254,11 +271,13 @@ pub fn load(policy: &SignedPolicy) -> Result<(Schema, PolicySet), ward_policy::L
     };
     let policies = PolicySet::load(
         &schema,
-        policy
-            .files
-            .iter()
-            .filter(|f| f.name.ends_with(".cedar") && !f.name.contains('/'))
-            .map(|f| (f.name.as_str(), f.text.as_str())),
+        builtin.into_iter().chain(
+            policy
+                .files
+                .iter()
+                .filter(|f| f.name.ends_with(".cedar") && !f.name.contains('/'))
+                .map(|f| (f.name.as_str(), f.text.as_str())),
+        ),
     )?;
     Ok((schema, policies))
 }
@@ -279,10 +298,11 @@ impl Compiled {
     pub fn new(view: View) -> Self {
         let engine = view.policy.as_ref().and_then(|p| {
             let built = load(p).map_err(|e| e.to_string()).and_then(|(schema, policies)| {
-                let entities = registry::entities(
+                let entities = registry::entities_with(
                     &schema,
                     view.agents.iter().map(|(n, a)| (n.as_str(), &a.attributes)),
                     std::iter::empty(),
+                    |name| view.agents.get(name).is_some_and(|a| a.status == "quarantined"),
                 )
                 .map_err(|e| e.to_string())?;
                 Engine::new(policies, schema, entities).map_err(|e| e.to_string())

@@ -928,3 +928,80 @@ async fn a_gateway_fronts_several_agents_each_with_its_own_identity_and_app() {
     gw.shutdown(Duration::from_secs(5)).await;
     pa.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Until every connected proxy enforces `revision` (the server's receipts).
+async fn enforced(world: &World, revision: u64) {
+    let receipts: Value = world
+        .admin()
+        .get(&format!("/v1/receipts/{revision}?timeout_ms=10000"))
+        .await
+        .unwrap();
+    assert_eq!(receipts["pending"], json!([]), "{receipts}");
+}
+
+/// Quarantine confines a caller by Ward's built-in forbid, which no permit
+/// in the bundle widens: it reaches only agents labelled
+/// `quarantine=reachable`, and release restores it. The refusal names the
+/// policy and is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_confines_a_caller_until_release() {
+    let world = World::new(Duration::from_secs(3600)).await;
+    let pa = world.proxy("a", None).await;
+    let pb = world.proxy("b", None).await;
+    wait_endpoint(&pa, "b").await;
+    let (status, _, body) = call(&pa, "GET", "b", "/before", &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    let agent: Value = world
+        .admin()
+        .call(Method::POST, "/v1/agents/a/quarantine", None::<&()>)
+        .await
+        .unwrap();
+    enforced(&world, agent["revision"].as_u64().unwrap()).await;
+    let (status, _, body) = call(&pa, "GET", "b", "/during", &[]).await;
+    assert_eq!(status, 403, "{body}");
+    let record = audited(&pb, body["decision_id"].as_str().unwrap());
+    assert_eq!(record.decision, Decision::Deny);
+    assert_eq!(record.policies, ["ward-quarantine"]);
+    assert!(
+        record.reasons[0].contains("quarantined"),
+        "{:?}",
+        record.reasons
+    );
+
+    // An operator opens one path out: b is labelled reachable.
+    let b: Value = world
+        .admin()
+        .call(
+            Method::PATCH,
+            "/v1/agents/b",
+            Some(&json!({"attributes": {"team": "t", "labels": {"quarantine": "reachable"}}})),
+        )
+        .await
+        .unwrap();
+    enforced(&world, b["revision"].as_u64().unwrap()).await;
+    let (status, _, body) = call(&pa, "GET", "b", "/reachable", &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Unlabelled again, still refused; released, allowed.
+    let b: Value = world
+        .admin()
+        .call(
+            Method::PATCH,
+            "/v1/agents/b",
+            Some(&json!({"attributes": {"team": "t"}})),
+        )
+        .await
+        .unwrap();
+    enforced(&world, b["revision"].as_u64().unwrap()).await;
+    let (status, _, _) = call(&pa, "GET", "b", "/still", &[]).await;
+    assert_eq!(status, 403);
+    let agent: Value = world
+        .admin()
+        .call(Method::POST, "/v1/agents/a/release", None::<&()>)
+        .await
+        .unwrap();
+    enforced(&world, agent["revision"].as_u64().unwrap()).await;
+    let (status, _, body) = call(&pa, "GET", "b", "/after", &[]).await;
+    assert_eq!(status, 200, "{body}");
+}
