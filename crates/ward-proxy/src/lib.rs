@@ -173,6 +173,18 @@ impl Shared {
         !self.identity.expired(now_secs()) && self.compiled.load().view.revision > 0
     }
 
+    /// A client for the control plane that presents this proxy's current
+    /// SVID (build a new one after a rotation).
+    pub fn server_client(&self) -> Result<ward_client::Client, String> {
+        let current = self.identity.current();
+        ward_client::Client::new(
+            &self.config.server,
+            &self.trust_bundle(),
+            Some((&current.0, &current.1)),
+        )
+        .map_err(|e| e.to_string())
+    }
+
     fn install(&self, compiled: Compiled) {
         self.metrics
             .applied_revision

@@ -46,14 +46,7 @@ async fn report(
     // The client holds the SVID it was built with: rebuild after rotation.
     let generation = shared.identity.generation();
     if client.as_ref().is_none_or(|(g, _)| *g != generation) {
-        let current = shared.identity.current();
-        let built = Client::new(
-            &shared.config.server,
-            &shared.trust_bundle(),
-            Some((&current.0, &current.1)),
-        )
-        .map_err(|e| e.to_string())?;
-        *client = Some((generation, built));
+        *client = Some((generation, shared.server_client()?));
     }
     let Some((_, api)) = client.as_ref() else {
         return Ok(());

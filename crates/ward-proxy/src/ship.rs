@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use ward_client::Client;
 use ward_core::drain::Watch;
 
 use crate::Shared;
@@ -79,13 +78,7 @@ async fn ship_once(shared: &Arc<Shared>) -> Result<u64, String> {
         body.extend_from_slice(record);
         body.push(b'\n');
     }
-    let current = shared.identity.current();
-    let client = Client::new(
-        &shared.config.server,
-        &shared.trust_bundle(),
-        Some((&current.0, &current.1)),
-    )
-    .map_err(|e| e.to_string())?;
+    let client = shared.server_client()?;
     let answer: Ingested = client
         .post_bytes(
             &format!("/v1/audit/records?first_seq={first}"),

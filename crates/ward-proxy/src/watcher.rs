@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use ward_client::Client;
 use ward_core::drain::Watch;
 use ward_identity::TrustBundle;
 
@@ -131,13 +130,7 @@ pub async fn follow(shared: Arc<Shared>, watch: Watch) {
 
 /// One connection to the stream; returns how many events it applied.
 async fn session(shared: &Arc<Shared>) -> Result<u64, String> {
-    let current = shared.identity.current();
-    let client = Client::new(
-        &shared.config.server,
-        &shared.trust_bundle(),
-        Some((&current.0, &current.1)),
-    )
-    .map_err(|e| e.to_string())?;
+    let client = shared.server_client()?;
     let since = Some(shared.compiled().view.revision).filter(|r| *r > 0);
     let mut stream = client.watch(since).await.map_err(|e| e.to_string())?;
     tracing::info!(since, "watch stream connected");

@@ -775,6 +775,18 @@ fn token_hash(secret: &str) -> String {
 }
 
 /// Revisions are stored as BIGINT; they start at 0 and only grow.
+/// The wall clock in unix milliseconds, as the audit and receipt tables
+/// store it.
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(i64::MAX)
+}
+
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }

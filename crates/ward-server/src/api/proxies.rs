@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{ApiError, AppState, Caller, require_admin};
-use crate::store::AgentStatus;
+use crate::store::{AgentStatus, now_ms};
 
 /// How often proxies report while nothing changes.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -192,14 +192,4 @@ pub(crate) async fn wait(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0),
-    )
-    .unwrap_or(i64::MAX)
 }

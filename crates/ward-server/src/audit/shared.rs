@@ -31,7 +31,7 @@ use ward_core::drain::Watch;
 use super::index;
 use super::{Appended, AuditError, AuditLog, SharedStore, chain};
 use crate::audit_db::{DbTileStore, SequencerLease};
-use crate::store::Store;
+use crate::store::{Store, now_ms};
 
 /// How long a lease lasts without renewal: the fail-over time.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
@@ -420,16 +420,6 @@ fn replica_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".to_owned());
     let tail: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     format!("{host}-{}-{tail}", std::process::id())
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0),
-    )
-    .unwrap_or(i64::MAX)
 }
 
 fn to_i64(v: u64) -> i64 {
