@@ -13,7 +13,10 @@
 # that proxy refused as `403 urn:ward:problem:revoked` (with no success
 # after it). Prints p50/p90/p99/max, the bounds and the probe resolution (the
 # measurement's error bar), and as a cross-check the time of each proxy's own
-# log line saying it applied the revocation. Target: p99 < 200 ms. Exit 1 when
+# log line saying it applied the revocation. The revoke runs with `--wait`:
+# the receipts line says when every connected proxy reported enforcing it
+# (the acknowledgement is the command's return minus that wait). Target:
+# p99 < 200 ms. Exit 1 when
 # some proxy did not enforce within TIMEOUT_S. About 30 s with the defaults.
 # Results are CPU-bound on a small machine: run it on an otherwise idle one.
 #
