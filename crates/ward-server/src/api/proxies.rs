@@ -82,12 +82,17 @@ pub(crate) async fn report(
     Json(body): Json<ReceiptBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let peer = caller.0.as_ref().ok_or(ApiError::Unauthenticated)?;
-    let agent = peer
-        .spiffe_id
-        .agent_name()
-        .ok_or_else(|| ApiError::Forbidden("only a proxy's agent SVID reports receipts".into()))?;
+    // A false receipt would make `revoke --wait` report enforcement that
+    // did not happen: refusals are logged like any other.
+    let Some(agent) = peer.spiffe_id.agent_name() else {
+        let reason = "only a proxy's agent SVID reports receipts";
+        super::audit::audit_refusal(&state, peer, "receipt/report", reason).await;
+        return Err(ApiError::Forbidden(reason.into()));
+    };
     if state.store.is_revoked(&agent, peer.serial.as_str()).await? {
-        return Err(ApiError::Refused(format!("{} is revoked", peer.spiffe_id)));
+        let reason = format!("{} is revoked", peer.spiffe_id);
+        super::audit::audit_refusal(&state, peer, "receipt/report", &reason).await;
+        return Err(ApiError::Refused(reason));
     }
     let now = now_ms();
     sqlx::query(

@@ -269,3 +269,90 @@ async fn forged_and_malformed_batches_are_refused_and_the_refusal_is_logged() {
     assert_eq!(last.action, "audit/read");
     assert_eq!(last.principal.as_ref(), Some(svid.spiffe_id()));
 }
+
+/// Receipts: a proxy's report moves its revision forward only; the wait
+/// answers once it applied; an admin or revoked proxy cannot report, and
+/// the attempt is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_come_only_from_unrevoked_proxies() {
+    let h = harness().await;
+    let (_, svid, _) = h.enroll("tools").await;
+    let proxy = caller_of(&svid);
+    let revision = h.state.store.revision().await.unwrap();
+    let (s, body, _) = h
+        .call(
+            "POST",
+            "/v1/receipts",
+            &proxy,
+            Some(serde_json::json!({"revision": revision})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // An older report does not move it back.
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/v1/receipts",
+            &proxy,
+            Some(serde_json::json!({"revision": 0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, body, _) = h
+        .call(
+            "GET",
+            &format!("/v1/receipts/{revision}?timeout_ms=100"),
+            &h.admin,
+            None,
+        )
+        .await;
+    assert_eq!(body["applied"][0]["agent"], "tools", "{body}");
+    assert_eq!(body["pending"], serde_json::json!([]));
+    let (_, body, _) = h
+        .call(
+            "GET",
+            &format!("/v1/receipts/{}?timeout_ms=50", revision + 1),
+            &h.admin,
+            None,
+        )
+        .await;
+    assert_eq!(body["pending"][0]["agent"], "tools", "{body}");
+    assert!(body["waited_ms"].as_u64().unwrap() >= 50);
+
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/v1/receipts",
+            &h.admin,
+            Some(serde_json::json!({"revision": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/v1/agents/tools/revoke",
+            &h.admin,
+            Some(serde_json::json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/v1/receipts",
+            &proxy,
+            Some(serde_json::json!({"revision": 99})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let refusals: Vec<AuditRecord> = log_entries(&h)
+        .into_iter()
+        .filter(|r| r.action == "receipt/report")
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert_eq!(refusals[1].principal.as_ref(), Some(svid.spiffe_id()));
+    // A revoked agent's proxy no longer counts.
+    let (_, body, _) = h.call("GET", "/v1/proxies", &h.admin, None).await;
+    assert_eq!(body, serde_json::json!([]));
+}
