@@ -234,7 +234,6 @@ class Bench:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             t_ack = now()
             self.wall_ack = time.time()  # to place the proxies' log lines
-            self.revoke_stdout = p.stdout
             return t_launch, t_ack, p.returncode, (p.stdout + p.stderr).strip()
         except (OSError, subprocess.TimeoutExpired) as e:
             return t_launch, now(), -1, str(e)
@@ -269,21 +268,6 @@ class Bench:
         # (3) revoke, without pausing the probes.
         log("revoking the victim: " + " ".join(a.revoke_display or a.revoke))
         t_launch, t_ack, rc, output = await loop.run_in_executor(None, self.revoke)
-        self.receipt = None
-        if a.receipts_json and rc in (0, 2):
-            # `--wait --output json`: the command returned after the receipts;
-            # the API acknowledged the revocation `waited_ms` before that.
-            try:
-                answer = json.loads(self.revoke_stdout)
-                r = answer["receipts"]
-                self.receipt = (len(r["applied"]), len(r["applied"]) + len(r["pending"]),
-                                len(r["disconnected"]), r["waited_ms"] / 1000)
-                t_ack -= self.receipt[3]
-                rc = 0
-                output = f"revision {r['revision']}"
-            except (ValueError, KeyError, TypeError) as e:
-                output = f"unreadable --wait answer ({e}): {output}"
-                rc = 3
         self.t_ack = t_ack
         if rc != 0:
             self.stop = True
@@ -404,11 +388,6 @@ class Bench:
         p(f"  before the revoke: {pre[0]:,} probes in {t_pre_end - t_warm:.1f} s, {pre[1]} not 2xx")
         p(f"  revoke command: {(t_ack - t_launch) * 1000:.1f} ms from launch to return "
           f"(includes the CLI's process start-up, config loading and mTLS handshake)")
-        if self.receipt:
-            applied, connected, gone, waited = self.receipt
-            p(f"  receipts (--wait): {applied} of {connected} connected proxies reported enforcing it "
-              f"{waited * 1000:.1f} ms after the API ack ({gone} disconnected); the ack time above is "
-              f"the command's return minus that wait")
         p(f"  enforced within {a.timeout:g} s: {n - len(failed)}/{n}"
           + (f"; {early} already refusing before the command returned (counted as 0 ms)" if early else ""))
         p("")
@@ -473,8 +452,6 @@ def main():
     ap.add_argument("--log-dir", default="", help="the proxies' logs, TARGET.log, for the cross-check")
     ap.add_argument("--binary-label", default="ward")
     ap.add_argument("--revoke-display", default="", help="the revoke command as shown in progress lines")
-    ap.add_argument("--receipts-json", action="store_true",
-                    help="the revoke command runs with --wait --output json: read the receipts from it")
     ap.add_argument("revoke", nargs="+", help="the revoke command (after --)")
     a = ap.parse_args()
     a.targets = [t for t in a.targets.split(",") if t]
