@@ -13,6 +13,7 @@
 //! §5: proxies never activate an unverified bundle).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,10 @@ pub struct View {
     pub revoked_serials: BTreeSet<String>,
     /// The trust bundle (SPIFFE bundle JSON).
     pub bundle: Value,
+    /// The CA authority issuing now: an SVID another authority signed is
+    /// renewed at once (CA rotation).
+    #[serde(default)]
+    pub issuing: Option<String>,
     /// The active, verified policy bundle.
     pub policy: Option<SignedPolicy>,
     /// The server's policy-signing key (base64 of the raw Ed25519 key).
@@ -109,8 +114,16 @@ struct WireSnapshot {
     agents: Vec<WireAgent>,
     revocations: Vec<WireRevocation>,
     bundle: Value,
+    #[serde(default)]
+    issuing: Option<String>,
     policy: Option<SignedPolicy>,
     policy_signing_key: String,
+}
+
+#[derive(Deserialize)]
+struct WireBundle {
+    bundle: Value,
+    issuing: String,
 }
 
 impl View {
@@ -126,6 +139,7 @@ impl View {
                     revision: *revision,
                     trust_domain: snap.trust_domain,
                     bundle: snap.bundle,
+                    issuing: snap.issuing,
                     policy_signing_key: Some(snap.policy_signing_key),
                     // Kept until the snapshot's bundle verifies.
                     policy: self.policy.clone(),
@@ -143,6 +157,8 @@ impl View {
                 }
                 Ok(next)
             }
+            // A marker, not state (the watcher acts on it).
+            WatchEvent::CaughtUp { .. } => Ok(self.clone()),
             WatchEvent::Change { revision, data } => {
                 let kind = data.get("kind").and_then(Value::as_str).unwrap_or("");
                 let payload = data.get("payload").cloned().unwrap_or(Value::Null);
@@ -161,6 +177,13 @@ impl View {
                     "policy" => {
                         let p: SignedPolicy = serde_json::from_value(payload).map_err(bad)?;
                         next.activate(p);
+                    }
+                    "bundle" => {
+                        // CA rotation: the bundle widens before issuance
+                        // moves and narrows after; the watcher installs it.
+                        let b: WireBundle = serde_json::from_value(payload).map_err(bad)?;
+                        next.bundle = b.bundle;
+                        next.issuing = Some(b.issuing);
                     }
                     other => {
                         // A kind this proxy does not know may carry something
@@ -282,14 +305,49 @@ fn load_with(
     Ok((schema, policies))
 }
 
+/// What policy entities are built from: each agent's attributes and
+/// whether it is quarantined (its status otherwise only matters to the
+/// peer checks, which read the view).
+fn entity_inputs(view: &View) -> impl Iterator<Item = (&str, &RegistryAttributes, bool)> {
+    view.agents
+        .iter()
+        .map(|(n, a)| (n.as_str(), &a.attributes, a.status == "quarantined"))
+}
+
+fn engine_for(view: &View, schema: Schema, policies: PolicySet) -> Result<Arc<Engine>, String> {
+    let entities = registry::entities_with(
+        &schema,
+        view.agents.iter().map(|(n, a)| (n.as_str(), &a.attributes)),
+        std::iter::empty(),
+        |name| {
+            view.agents
+                .get(name)
+                .is_some_and(|a| a.status == "quarantined")
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Engine::new(policies, schema, entities)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+fn log_failure(built: Result<Arc<Engine>, String>) -> Option<Arc<Engine>> {
+    built
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "policy bundle cannot be compiled; denying every request");
+        })
+        .ok()
+}
+
 /// What the request path reads: a view and the engine compiled from it.
 #[derive(Debug)]
 pub struct Compiled {
     /// The view.
     pub view: View,
     /// The engine (with its schema); `None` until a verified bundle is
-    /// active — every request is then denied.
-    pub engine: Option<Engine>,
+    /// active — every request is then denied. Shared between views whose
+    /// policy and entities are the same.
+    pub engine: Option<Arc<Engine>>,
 }
 
 impl Compiled {
@@ -297,22 +355,39 @@ impl Compiled {
     /// the registry (entity data the schema refuses) leaves no engine: deny.
     pub fn new(view: View) -> Self {
         let engine = view.policy.as_ref().and_then(|p| {
-            let built = load(p).map_err(|e| e.to_string()).and_then(|(schema, policies)| {
-                let entities = registry::entities_with(
-                    &schema,
-                    view.agents.iter().map(|(n, a)| (n.as_str(), &a.attributes)),
-                    std::iter::empty(),
-                    |name| view.agents.get(name).is_some_and(|a| a.status == "quarantined"),
-                )
-                .map_err(|e| e.to_string())?;
-                Engine::new(policies, schema, entities).map_err(|e| e.to_string())
-            });
-            built
-                .inspect_err(|e| {
-                    tracing::error!(error = %e, "policy bundle cannot be compiled; denying every request");
-                })
-                .ok()
+            let built = load(p)
+                .map_err(|e| e.to_string())
+                .and_then(|(schema, policies)| engine_for(&view, schema, policies));
+            log_failure(built)
         });
+        Self { view, engine }
+    }
+
+    /// Compiles `view`, the successor of `self`, reusing what did not
+    /// change: a revocation (the commonest change, and the one that must
+    /// bite fastest) touches neither the policy nor the entities, so the
+    /// engine — and its decision cache — carries over untouched; a registry
+    /// change rebuilds the entities on the already-parsed policies; only a
+    /// new policy version is parsed and validated again.
+    pub fn after(&self, view: View) -> Self {
+        let (Some(previous), true) = (
+            self.engine.as_ref(),
+            view.policy.as_ref().map(|p| &p.version)
+                == self.view.policy.as_ref().map(|p| &p.version),
+        ) else {
+            return Self::new(view);
+        };
+        if entity_inputs(&view).eq(entity_inputs(&self.view)) {
+            return Self {
+                view,
+                engine: Some(Arc::clone(previous)),
+            };
+        }
+        let engine = log_failure(engine_for(
+            &view,
+            previous.schema().clone(),
+            previous.policies().clone(),
+        ));
         Self { view, engine }
     }
 

@@ -404,6 +404,9 @@ impl Sequencer {
         match self.log.append(&all) {
             Ok(range) => {
                 let tree_size = self.log.size().get();
+                // The size moves before anyone is acknowledged, so a caller
+                // that reads the log after its ack finds its records.
+                self.size.send_replace(tree_size);
                 let mut next = range.start().get();
                 for (records, reply) in group {
                     let count = records.len() as u64;
@@ -414,7 +417,6 @@ impl Sequencer {
                     }));
                     next += count;
                 }
-                self.size.send_replace(tree_size);
                 false
             }
             Err(e) => {

@@ -137,3 +137,79 @@ fn unsigned_missigned_and_tampered_bundles_are_refused() {
     assert_eq!(after.policy.as_ref().unwrap().version, good.version);
     assert_eq!(after.revision, 9);
 }
+
+#[test]
+fn successors_reuse_what_did_not_change_and_decide_the_same() {
+    let key = signer();
+    let view = View::default()
+        .apply(&snapshot(&key, Some(&signed(&key, POLICY))))
+        .unwrap();
+    let first = Compiled::new(view.clone());
+    let change = |rev, kind: &str, payload| WatchEvent::Change {
+        revision: rev,
+        data: json!({"revision": rev, "kind": kind, "subject": "x", "payload": payload, "at": 0}),
+    };
+    let req = |p: &str, r: &str| {
+        ward_policy::Request::new(
+            ward_policy::json::uid("Agent", p).unwrap(),
+            ward_policy::json::uid("Action", "GET").unwrap(),
+            ward_policy::json::uid("Agent", r).unwrap(),
+            ward_policy::Context::new(),
+        )
+    };
+    // A revocation: the same engine (policy and entities unchanged).
+    let revoked = view
+        .apply(&change(6, "revocation", json!({"target": {"kind": "serial", "subject": "ff"}, "reason": "", "revoked_at": 0, "revision": 6})))
+        .unwrap();
+    let second = first.after(revoked.clone());
+    assert!(Arc::ptr_eq(
+        first.engine.as_ref().unwrap(),
+        second.engine.as_ref().unwrap()
+    ));
+    assert!(second.view.is_revoked("a", "ff"));
+    // Quarantining a changes the entities: a new engine, which must decide
+    // exactly as one compiled from scratch (a now in the quarantine segment).
+    let quarantined = revoked
+        .apply(&change(7, "agent", json!({"name": "a", "spiffe_id": "spiffe://example.org/agent/a", "status": "quarantined", "attributes": {"team": "t"}, "endpoint": "127.0.0.1:1", "created_at": 0, "updated_at": 0, "revision": 7})))
+        .unwrap();
+    let third = second.after(quarantined.clone());
+    let scratch = Compiled::new(quarantined);
+    assert!(!Arc::ptr_eq(
+        second.engine.as_ref().unwrap(),
+        third.engine.as_ref().unwrap()
+    ));
+    for (p, r) in [("a", "b"), ("b", "a"), ("a", "a")] {
+        let reused = third.engine.as_ref().unwrap().decide_uncached(&req(p, r));
+        let fresh = scratch.engine.as_ref().unwrap().decide_uncached(&req(p, r));
+        assert_eq!(reused.is_allowed(), fresh.is_allowed(), "{p} -> {r}");
+        assert_eq!(reused.policies(), fresh.policies(), "{p} -> {r}");
+    }
+    // A new policy version is compiled from its files.
+    let other =
+        r#"@id("b-calls-a") permit(principal == Agent::"b", action, resource == Agent::"a");"#;
+    let pushed = third
+        .view
+        .apply(&change(
+            8,
+            "policy",
+            serde_json::to_value(signed(&key, other)).unwrap(),
+        ))
+        .unwrap();
+    let fourth = third.after(pushed);
+    assert!(
+        fourth
+            .engine
+            .as_ref()
+            .unwrap()
+            .decide(&req("b", "a"))
+            .is_allowed()
+    );
+    assert!(
+        !fourth
+            .engine
+            .as_ref()
+            .unwrap()
+            .decide(&req("a", "b"))
+            .is_allowed()
+    );
+}
