@@ -29,13 +29,22 @@ pub enum WatchEvent {
         /// The change (`kind`, `subject`, `payload`, `at`).
         data: Value,
     },
+    /// Everything committed when the stream started has been sent (up to
+    /// `revision`); what follows is live. A starting proxy serves only
+    /// after this (or after finding the server unreachable).
+    CaughtUp {
+        /// The last revision sent.
+        revision: u64,
+    },
 }
 
 impl WatchEvent {
     /// The revision the client has applied once it has applied this event.
     pub fn revision(&self) -> u64 {
         match self {
-            Self::Snapshot { revision, .. } | Self::Change { revision, .. } => *revision,
+            Self::Snapshot { revision, .. }
+            | Self::Change { revision, .. }
+            | Self::CaughtUp { revision } => *revision,
         }
     }
 }
@@ -117,6 +126,7 @@ fn parse_event(block: &[u8]) -> Result<Option<WatchEvent>, ClientError> {
     match kind {
         "snapshot" => Ok(Some(WatchEvent::Snapshot { revision, data })),
         "change" => Ok(Some(WatchEvent::Change { revision, data })),
+        "caught-up" => Ok(Some(WatchEvent::CaughtUp { revision })),
         // Newer servers may add kinds; skipping them is safe only because
         // the revision is not advanced past a change we did not apply.
         _ => Ok(None),
@@ -136,6 +146,10 @@ mod tests {
         assert_eq!(e.revision(), 7);
         assert!(matches!(e, WatchEvent::Change { ref data, .. } if data["kind"] == "agent"));
         assert_eq!(parse_event(b": keep-alive\n\n").unwrap(), None);
+        assert_eq!(
+            parse_event(b"event: caught-up\nid: 9\ndata: {\"revision\":9}\n\n").unwrap(),
+            Some(WatchEvent::CaughtUp { revision: 9 })
+        );
         assert!(
             parse_event(b"event: change\ndata: {}\n\n").is_err(),
             "no id"

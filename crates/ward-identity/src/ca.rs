@@ -120,6 +120,7 @@ pub struct CertificateAuthority {
     intermediate: CertificateDer<'static>,
     intermediate_not_before: OffsetDateTime,
     intermediate_not_after: OffsetDateTime,
+    algorithm: KeyAlgorithm,
     issuer: Issuer<'static, SharedSigner>,
 }
 
@@ -193,6 +194,7 @@ impl CertificateAuthority {
         let validity = parsed.validity();
         let intermediate_not_before = validity.not_before.to_datetime();
         let intermediate_not_after = validity.not_after.to_datetime();
+        let algorithm = signer.algorithm();
         let issuer = Issuer::from_ca_cert_der(&intermediate, SharedSigner(signer))
             .map_err(|e| CaError::Signing(e.to_string()))?;
         Ok(Self {
@@ -201,6 +203,7 @@ impl CertificateAuthority {
             intermediate,
             intermediate_not_before,
             intermediate_not_after,
+            algorithm,
             issuer,
         })
     }
@@ -241,27 +244,114 @@ impl CertificateAuthority {
     /// Loads a CA written by [`CertificateAuthority::write`]. The root key is
     /// not read: only the intermediate signs SVIDs.
     pub fn load(dir: &Path, trust_domain: TrustDomain) -> Result<Self, CaError> {
-        let read_cert = |name: &str| -> Result<CertificateDer<'static>, CaError> {
-            let path = dir.join(name);
-            let pem = std::fs::read(&path).map_err(|source| CaError::Io {
-                action: "reading",
-                path: path.clone(),
-                source,
-            })?;
-            let mut certs = svid::certs_from_pem(&pem, &path).map_err(|source| CaError::Cert {
-                path: path.clone(),
-                source,
-            })?;
-            certs.truncate(1);
-            certs.pop().ok_or(CaError::Cert {
-                path,
-                source: SvidError::EmptyChain,
-            })
-        };
-        let root = read_cert(ROOT_FILE)?;
-        let intermediate = read_cert(INTERMEDIATE_FILE)?;
+        let root = read_cert(&dir.join(ROOT_FILE))?;
+        let intermediate = read_cert(&dir.join(INTERMEDIATE_FILE))?;
         let key = PrivateKey::read_pem(&dir.join(INTERMEDIATE_KEY_FILE))?;
         Self::from_parts(trust_domain, root, intermediate, Arc::new(key))
+    }
+
+    /// A new intermediate under an existing root (CA rotation without a new
+    /// root): same trust bundle, new issuing key. Its validity never
+    /// outlives the root's.
+    pub fn new_intermediate(
+        trust_domain: &TrustDomain,
+        root: &CertificateDer<'static>,
+        root_key: &PrivateKey,
+        options: &CaOptions,
+    ) -> Result<(Self, Arc<PrivateKey>), CaError> {
+        let now = OffsetDateTime::now_utc();
+        let root_not_after = svid::parse_one(root)
+            .map_err(|source| CaError::Cert {
+                path: PathBuf::from("<root>"),
+                source,
+            })?
+            .validity()
+            .not_after
+            .to_datetime();
+        let root_issuer = Issuer::from_ca_cert_der(root, RcgenSigner(root_key))
+            .map_err(|e| CaError::Signing(format!("root certificate: {e}")))?;
+        let key = Arc::new(PrivateKey::generate(options.algorithm)?);
+        let mut params = ca_params(trust_domain, "intermediate", now, options.intermediate_ttl)?;
+        params.not_after = params.not_after.min(root_not_after);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(key.rcgen(), &root_issuer)
+            .map_err(|e| CaError::Signing(e.to_string()))?;
+        let ca = Self::from_parts(
+            trust_domain.clone(),
+            root.clone(),
+            cert.der().clone(),
+            key.clone(),
+        )?;
+        Ok((ca, key))
+    }
+
+    /// Writes one authority into `dir` (created 0700): the root certificate,
+    /// the root key only when given (a rotation that keeps the root leaves
+    /// its key where it was), the intermediate and its key (0600).
+    pub fn write_authority(
+        &self,
+        dir: &Path,
+        root_key: Option<&PrivateKey>,
+        intermediate_key: &PrivateKey,
+    ) -> Result<(), CaError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| CaError::Io {
+                action: "creating",
+                path: dir.to_owned(),
+                source,
+            })?;
+        for (name, cert) in [
+            (ROOT_FILE, &self.root),
+            (INTERMEDIATE_FILE, &self.intermediate),
+        ] {
+            let path = dir.join(name);
+            crate::keys::write_file_atomic(
+                &path,
+                svid::certs_to_pem(std::slice::from_ref(cert)).as_bytes(),
+                0o644,
+            )
+            .map_err(|source| CaError::Io {
+                action: "writing",
+                path,
+                source,
+            })?;
+        }
+        if let Some(key) = root_key {
+            key.write_pem(&dir.join(ROOT_KEY_FILE))?;
+        }
+        intermediate_key.write_pem(&dir.join(INTERMEDIATE_KEY_FILE))?;
+        Ok(())
+    }
+
+    /// The root certificate and, when present, the root key stored in `dir`
+    /// (a CA directory or one authority's directory).
+    pub fn read_root(dir: &Path) -> Result<(CertificateDer<'static>, Option<PrivateKey>), CaError> {
+        let root = read_cert(&dir.join(ROOT_FILE))?;
+        let key_path = dir.join(ROOT_KEY_FILE);
+        let key = if key_path.exists() {
+            Some(PrivateKey::read_pem(&key_path)?)
+        } else {
+            None
+        };
+        Ok((root, key))
+    }
+
+    /// When the root expires.
+    pub fn root_not_after(&self) -> Result<OffsetDateTime, CaError> {
+        Ok(svid::parse_one(&self.root)
+            .map_err(|source| CaError::Cert {
+                path: PathBuf::from("<root>"),
+                source,
+            })?
+            .validity()
+            .not_after
+            .to_datetime())
     }
 
     /// The trust domain this CA issues for.
@@ -277,6 +367,11 @@ impl CertificateAuthority {
     /// The intermediate certificate (sent with every SVID).
     pub fn intermediate(&self) -> &CertificateDer<'static> {
         &self.intermediate
+    }
+
+    /// The intermediate key's algorithm (a rotation keeps it).
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
     }
 
     /// When the intermediate expires; no SVID outlives it.
@@ -348,6 +443,43 @@ impl CertificateAuthority {
         tracing::debug!(spiffe_id = %svid.spiffe_id(), serial = %svid.leaf().serial, "issued X.509-SVID");
         Ok(svid)
     }
+}
+
+/// The first certificate of a PEM file.
+pub fn read_cert(path: &Path) -> Result<CertificateDer<'static>, CaError> {
+    let pem = std::fs::read(path).map_err(|source| CaError::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut certs = svid::certs_from_pem(&pem, path).map_err(|source| CaError::Cert {
+        path: path.to_owned(),
+        source,
+    })?;
+    certs.truncate(1);
+    certs.pop().ok_or(CaError::Cert {
+        path: path.to_owned(),
+        source: SvidError::EmptyChain,
+    })
+}
+
+/// Names an authority by its intermediate: the first 16 hex digits of the
+/// certificate's SHA-256. Proxies compare it with their SVID's issuer to
+/// know they must re-enroll after a rotation.
+pub fn authority_id(intermediate: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, intermediate);
+    digest
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// SHA-256 of a certificate, hex (how `ward ca status` names roots).
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn san_uri(id: &SpiffeId) -> Result<SanType, CaError> {

@@ -163,6 +163,11 @@ pub fn authority_trust_domain(der: &[u8]) -> Result<ward_core::TrustDomain, Svid
     Ok(id.trust_domain().clone())
 }
 
+/// When a certificate expires (unix seconds).
+pub fn not_after(der: &[u8]) -> Result<i64, SvidError> {
+    Ok(parse_one(der)?.validity().not_after.timestamp())
+}
+
 pub(crate) fn parse_one(der: &[u8]) -> Result<X509Certificate<'_>, SvidError> {
     let (rest, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| SvidError::Malformed(e.to_string()))?;

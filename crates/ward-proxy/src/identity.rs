@@ -224,6 +224,26 @@ pub async fn renew_once(
     Ok(bundle)
 }
 
+/// Re-issue attempts after a CA rotation before falling back to half-life.
+const MAX_REISSUES: u32 = 10;
+/// Spacing of those attempts.
+const REISSUE_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether the view names an issuing CA authority other than the one that
+/// signed `identity`'s SVID.
+fn issued_elsewhere(identity: &Identity, shared: &crate::Shared) -> bool {
+    let compiled = shared.compiled();
+    let Some(issuing) = compiled.view.issuing.as_deref() else {
+        return false;
+    };
+    let current = identity.current();
+    current
+        .0
+        .chain()
+        .get(1)
+        .is_some_and(|intermediate| ward_identity::ca::authority_id(intermediate) != issuing)
+}
+
 /// Renews at half-life until `stop`, retrying with backoff; a refused
 /// renewal (revoked, retired) is retried too — the proxy keeps serving until
 /// the SVID expires, then fails closed.
@@ -237,12 +257,39 @@ pub async fn renew_loop(
         None => (&shared.identity, &shared.state),
     };
     let mut backoff = RETRY_MIN;
+    let mut applied = shared.applied.subscribe();
+    let mut reissues = 0u32;
     loop {
-        let due = identity.renew_at();
-        let wait = Duration::from_secs(u64::try_from(due - crate::now_secs()).unwrap_or(0));
-        tokio::select! {
+        // After a CA rotation the SVID is renewed at once, so the old
+        // authority can leave the bundle; a replica that has not switched
+        // yet may answer from the old one, hence a few spaced retries.
+        let stale = issued_elsewhere(identity, &shared);
+        let wait = if stale && reissues < MAX_REISSUES {
+            reissues += 1;
+            if reissues == 1 {
+                Duration::ZERO
+            } else {
+                REISSUE_RETRY
+            }
+        } else {
+            if !stale {
+                reissues = 0;
+            }
+            let due = identity.renew_at();
+            Duration::from_secs(u64::try_from(due - crate::now_secs()).unwrap_or(0))
+        };
+        let renew_now = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(wait) => true,
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                issued_elsewhere(identity, &shared) && reissues < MAX_REISSUES
+            }
+        };
+        if !renew_now {
+            continue;
         }
         let bundle = shared.trust_bundle();
         match renew_once(

@@ -140,6 +140,8 @@ pub struct Shared {
     pub upstream: inbound::Upstream,
     /// The control-plane revision in force, for receipts.
     pub applied: tokio::sync::watch::Sender<u64>,
+    /// Whether the watch stream has caught up since start (serving waits).
+    pub caught_up: tokio::sync::watch::Sender<watcher::CatchUp>,
     advertise: String,
 }
 
@@ -300,6 +302,7 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         routes,
         upstream,
         applied: tokio::sync::watch::channel(0).0,
+        caught_up: tokio::sync::watch::channel(watcher::CatchUp::Pending).0,
         advertise,
         config,
     });
@@ -319,6 +322,10 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
     tokio::spawn(gauges(Arc::clone(&shared), watch.clone()));
     tokio::spawn(ship::run(Arc::clone(&shared), watch.clone()));
     tokio::spawn(receipt::run(Arc::clone(&shared), watch.clone()));
+    // The listeners are bound (connections wait in the backlog) but nothing
+    // is served until the view has caught up with the server, so a proxy
+    // restarted after a revocation never admits the revoked identity.
+    catch_up(&shared).await;
     tokio::spawn(inbound::serve(
         inbound_l,
         Arc::clone(&shared),
@@ -344,6 +351,43 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         admin: admin_addr,
         trigger,
     })
+}
+
+/// How long a starting proxy waits to catch up with the server.
+const CATCH_UP_MAX: Duration = Duration::from_secs(10);
+
+/// Waits until the watch stream has delivered (and the watcher applied)
+/// everything the server had when it connected. With the server
+/// unreachable the proxy serves its last-known-good view (DESIGN.md §5);
+/// a stream too slow to catch up within [`CATCH_UP_MAX`] is logged and the
+/// proxy serves what it has (changes keep arriving).
+async fn catch_up(shared: &Arc<Shared>) {
+    let started = std::time::Instant::now();
+    let mut state = shared.caught_up.subscribe();
+    let outcome = tokio::time::timeout(
+        CATCH_UP_MAX,
+        state.wait_for(|s| *s != watcher::CatchUp::Pending),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .map(|s| *s);
+    let revision = shared.compiled().view.revision;
+    match outcome {
+        Some(watcher::CatchUp::Done) => tracing::info!(
+            revision,
+            ms = started.elapsed().as_millis(),
+            "caught up with the server before serving"
+        ),
+        Some(_) => tracing::warn!(
+            revision,
+            "server unreachable at start; serving the last-known-good view"
+        ),
+        None => tracing::warn!(
+            revision,
+            "not caught up with the server in time; serving and applying changes as they arrive"
+        ),
+    }
 }
 
 impl Proxy {

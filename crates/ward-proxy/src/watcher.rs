@@ -16,13 +16,26 @@ use tokio::sync::Notify;
 use ward_core::drain::Watch;
 use ward_identity::TrustBundle;
 
+use ward_client::WatchEvent;
+
 use crate::Shared;
-use crate::view::{Compiled, View};
+use crate::view::View;
 
 /// Reconnects back off from this…
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// …to this.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Whether a starting proxy has caught up with the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Not yet known.
+    Pending,
+    /// The stream delivered everything the server had when it connected.
+    Done,
+    /// The server could not be reached; serving the last-known-good view.
+    Unreachable,
+}
 
 /// Live inbound connections by peer, so a revocation can cut them.
 #[derive(Debug, Default)]
@@ -117,6 +130,15 @@ pub async fn follow(shared: Arc<Shared>, watch: Watch) {
                 }
             }
             Err(e) => {
+                // A proxy starting while the server is down serves its
+                // last-known-good view rather than nothing (DESIGN.md §5).
+                shared.caught_up.send_if_modified(|state| {
+                    let pending = *state == CatchUp::Pending;
+                    if pending {
+                        *state = CatchUp::Unreachable;
+                    }
+                    pending
+                });
                 tracing::warn!(error = %e, "watch stream failed; enforcing the last-known-good view")
             }
         }
@@ -136,6 +158,11 @@ async fn session(shared: &Arc<Shared>) -> Result<u64, String> {
     tracing::info!(since, "watch stream connected");
     let mut applied = 0;
     while let Some(event) = stream.next().await.map_err(|e| e.to_string())? {
+        if let WatchEvent::CaughtUp { revision } = event {
+            tracing::debug!(revision, "watch stream caught up");
+            shared.caught_up.send_replace(CatchUp::Done);
+            continue;
+        }
         let view = shared.compiled().view.apply(&event)?;
         apply(shared, view);
         applied += 1;
@@ -162,7 +189,7 @@ pub fn apply(shared: &Shared, view: View) {
         }
     }
     let revision = view.revision;
-    let compiled = Compiled::new(view);
+    let compiled = old.after(view);
     if compiled.policy_version() != old.policy_version() {
         tracing::info!(
             version = compiled.policy_version().unwrap_or("none"),

@@ -1005,3 +1005,204 @@ async fn quarantine_confines_a_caller_until_release() {
     let (status, _, body) = call(&pa, "GET", "b", "/after", &[]).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// CA rotation to a new root under continuous load: the new root is staged
+/// (every proxy trusts it before anything is issued from it), activated
+/// (both proxies re-enroll at once, without waiting for half-life), and the
+/// old root retired — with not one failed request. Afterwards a
+/// certificate from the old CA is refused at the handshake, and audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_rotation_to_a_new_root_under_load_fails_no_request() {
+    // Hour-long SVIDs: only the rotation makes the proxies re-enroll.
+    let world = World::new(Duration::from_secs(3600)).await;
+    let pa = world.proxy("a", None).await;
+    let pb = world.proxy("b", None).await;
+    wait_endpoint(&pa, "b").await;
+    let issuer =
+        |p: &Proxy| ward_identity::ca::authority_id(&p.shared.identity.current().0.chain()[1]);
+    let old = issuer(&pa);
+    assert_eq!(issuer(&pb), old);
+
+    let admin = world.admin();
+    let rotation = tokio::spawn(async move {
+        let staged: Value = admin
+            .call(Method::POST, "/v1/ca/rotate", Some(&json!({"root": true})))
+            .await
+            .unwrap();
+        let receipts: Value = admin
+            .get(&format!(
+                "/v1/receipts/{}?timeout_ms=10000",
+                staged["revision"]
+            ))
+            .await
+            .unwrap();
+        assert_eq!(receipts["pending"], json!([]), "{receipts}");
+        let id = staged["id"].as_str().unwrap().to_owned();
+        let _: Value = admin
+            .call(
+                Method::POST,
+                &format!("/v1/ca/authorities/{id}/activate"),
+                None::<&()>,
+            )
+            .await
+            .unwrap();
+        id
+    });
+    let mut ok = 0u32;
+    let mut load = async |until: &mut dyn FnMut() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !until() {
+            assert!(Instant::now() < deadline, "timed out under load");
+            let (status, _, body) = call(&pa, "GET", "b", "/load", &[]).await;
+            assert_eq!(
+                status, 200,
+                "request {ok} failed during CA rotation: {body}"
+            );
+            ok += 1;
+        }
+    };
+    load(&mut || rotation.is_finished()).await;
+    let new = rotation.await.unwrap();
+    assert_ne!(new, old);
+    // Both proxies re-enroll from the new authority, promptly.
+    load(&mut || issuer(&pa) == new && issuer(&pb) == new).await;
+    // The bundle each proxy holds carries both roots until retirement.
+    assert_eq!(pa.shared.trust_bundle().x509_authorities.len(), 2);
+
+    // The admin renews from the new authority (as `ward ca rotate` does),
+    // with a key made here; the server keeps its old-root SVID until the
+    // old root is retired, so the pre-rotation admin client still works.
+    let admin_key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let admin_id = ward_core::SpiffeId::new("spiffe://example.org/admin/admin").unwrap();
+    let csr = ward_identity::csr::create(&admin_key, &admin_id).unwrap();
+    use base64::Engine as _;
+    let renewed: Value = world
+        .admin()
+        .call(
+            Method::POST,
+            "/v1/renew",
+            Some(&json!({"csr": base64::engine::general_purpose::STANDARD.encode(csr.as_ref())})),
+        )
+        .await
+        .unwrap();
+    let admin_svid = X509Svid::from_pem(renewed["svid"].as_str().unwrap()).unwrap();
+    assert_eq!(ward_identity::ca::authority_id(&admin_svid.chain()[1]), new);
+    assert!(renewed["not_after"].as_i64().unwrap() > ward_proxy::now_secs() + 3600);
+
+    let retired: Value = world
+        .admin()
+        .call(
+            Method::POST,
+            &format!("/v1/ca/authorities/{old}/retire"),
+            Some(&json!({"force": true})),
+        )
+        .await
+        .unwrap();
+    // From here on only the new root is trusted, by proxies and server.
+    let admin = Client::new(
+        &world.server_addr.to_string(),
+        &pa.shared.trust_bundle(),
+        Some((&admin_svid, &admin_key)),
+    )
+    .unwrap();
+    let receipts: Value = admin
+        .get(&format!(
+            "/v1/receipts/{}?timeout_ms=10000",
+            retired["revision"]
+        ))
+        .await
+        .unwrap();
+    assert_eq!(receipts["pending"], json!([]), "{receipts}");
+    assert!(
+        world.admin().get::<Value>("/v1/ca").await.is_err(),
+        "the old admin certificate is no longer trusted"
+    );
+    assert_eq!(pa.shared.trust_bundle().x509_authorities.len(), 1);
+    assert_eq!(pb.shared.trust_bundle().x509_authorities.len(), 1);
+    let after_retire = Instant::now() + Duration::from_secs(2);
+    load(&mut || Instant::now() > after_retire).await;
+    eprintln!("{ok} requests through the CA rotation, none failed");
+
+    // The retired root's certificates no longer get through.
+    let (old_ca, _) = world.dir.load_ca().unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let id = old_ca
+        .trust_domain()
+        .agent_id(&AgentName::new("a").unwrap());
+    let csr = ward_identity::csr::create(&key, &id).unwrap();
+    let stale = old_ca
+        .sign_csr(
+            csr.as_ref(),
+            &id,
+            Duration::from_secs(600),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let before = handshake_denials(&pb).len();
+    let refused = tls_probe(pb.inbound, stale.chain().to_vec(), key.to_pkcs8_der()).await;
+    assert!(
+        !refused.as_ref().is_ok_and(|a| a.starts_with("HTTP/")),
+        "{refused:?}"
+    );
+    wait_until("the refusal audited", || {
+        handshake_denials(&pb).len() > before
+    })
+    .await;
+    pa.shutdown(Duration::from_secs(5)).await;
+    pb.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A proxy that was down while an agent was revoked applies the revocation
+/// before it serves again: `start` returns only once the view has caught up
+/// with the server, so its very first request from the revoked identity is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_proxy_applies_missed_revocations_before_serving() {
+    let world = World::new(Duration::from_secs(600)).await;
+    let pb = world.proxy("b", None).await;
+    let state = world._tmp.path().join("proxy-b");
+    pb.shutdown(Duration::from_secs(5)).await;
+
+    let revoked: Value = world
+        .admin()
+        .call(
+            Method::POST,
+            "/v1/agents/a/revoke",
+            Some(&json!({"reason": "compromised while b was down"})),
+        )
+        .await
+        .unwrap();
+    let revision = revoked["revocation"]["revision"].as_u64().unwrap();
+
+    let pb = ward_proxy::start(world.config("b", &state, None))
+        .await
+        .unwrap();
+    let view = pb.shared.compiled().view.clone();
+    assert!(
+        view.revision >= revision,
+        "serving at revision {} before applying {revision}",
+        view.revision
+    );
+    assert!(view.revoked_agents.contains("a"));
+
+    // A still-valid certificate of a, presented straight to b's inbound
+    // port, gets no HTTP answer from b's app.
+    let (ca, _) = world.dir.load_ca().unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let id = ca.trust_domain().agent_id(&AgentName::new("a").unwrap());
+    let csr = ward_identity::csr::create(&key, &id).unwrap();
+    let svid = ca
+        .sign_csr(
+            csr.as_ref(),
+            &id,
+            Duration::from_secs(600),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let answer = tls_probe(pb.inbound, svid.chain().to_vec(), key.to_pkcs8_der()).await;
+    assert!(
+        !answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 200")),
+        "{answer:?}"
+    );
+    pb.shutdown(Duration::from_secs(5)).await;
+}

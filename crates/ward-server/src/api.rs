@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod audit;
 pub mod authzen;
+pub mod ca;
 pub mod enroll;
 mod error;
 pub mod policies;
@@ -23,7 +24,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use time::OffsetDateTime;
-use ward_identity::{CertificateAuthority, PeerIdentity, TrustBundle};
+use ward_identity::PeerIdentity;
 
 pub use self::error::ApiError;
 use crate::store::Store;
@@ -33,10 +34,8 @@ use crate::store::Store;
 pub struct AppState {
     /// The registry.
     pub store: Store,
-    /// Signs SVIDs.
-    pub ca: Arc<CertificateAuthority>,
-    /// Published to enrolling proxies.
-    pub bundle: Arc<TrustBundle>,
+    /// Signs SVIDs and publishes the trust bundle; rotates.
+    pub authorities: Arc<crate::authority::Authorities>,
     /// Lifetime of issued SVIDs.
     pub svid_ttl: Duration,
     /// Set to `true` when the server starts shutting down, so long-lived
@@ -170,6 +169,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/records", get(audit::records).post(audit::ingest))
         .route("/v1/audit/proof/{index}", get(audit::inclusion))
         .route("/v1/audit/consistency", get(audit::consistency))
+        .route("/v1/ca", get(ca::status))
+        .route("/v1/ca/rotate", post(ca::rotate))
+        .route("/v1/ca/authorities/{id}/activate", post(ca::activate))
+        .route("/v1/ca/authorities/{id}/retire", post(ca::retire))
         .route("/v1/status", get(status::status))
         .route("/v1/openapi.json", get(status::openapi))
         .route("/v1/policies", get(policies::list).post(policies::push))

@@ -12,10 +12,13 @@
 //!   sequencer, its tiles, checkpoints and query index.
 //! - [`audit_db`]: the audit log's tiles and the sequencer lease in the same
 //!   database, so one replica at a time appends and a stale one cannot.
+//! - [`authority`]: the live CA authorities — which one issues, which roots
+//!   are trusted — and their rotation.
 
 pub mod api;
 pub mod audit;
 pub mod audit_db;
+pub mod authority;
 pub mod data_dir;
 pub mod listener;
 pub mod policy;

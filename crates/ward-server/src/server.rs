@@ -5,21 +5,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use ward_core::SpiffeId;
 use ward_core::drain::Watch;
-use ward_identity::ca::CertificateAuthority;
-use ward_identity::tls::{self, ClientAuth, SvidResolver};
-use ward_identity::verify::{AnyMember, TrustStore};
-use ward_identity::{KeyAlgorithm, PrivateKey, X509Svid, csr};
+use ward_identity::tls::{self, ClientAuth};
+use ward_identity::verify::AnyMember;
 
 use crate::api::{self, AppState};
+use crate::authority::{Authorities, AuthorityError};
 use crate::data_dir::{DataDir, DataDirError};
 use crate::store::Store;
 
 /// Lifetime of the server's own SVID; it re-issues itself at half-life.
-pub const SERVER_SVID_TTL: Duration = Duration::from_secs(3600);
+pub use crate::authority::SERVER_SVID_TTL;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -62,6 +60,9 @@ pub enum ServerError {
     /// than running it without one).
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The CA authorities could not be loaded.
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
     /// The policy bundle or the entities built from the registry.
     #[error(transparent)]
     Policy(#[from] crate::policy::PdpError),
@@ -71,7 +72,7 @@ pub enum ServerError {
 /// `watch` signals.
 pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, ServerError> {
     let dir = &options.data_dir;
-    let (ca, bundle) = dir.load_ca()?;
+    let td = dir.trust_domain()?;
     let url = options
         .store_url
         .clone()
@@ -86,15 +87,16 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
     let pdp = Arc::new(crate::policy::Pdp::load(options.policy_dir.as_deref())?);
     pdp.refresh(&store).await?;
     pdp.follow(store.clone(), watch.clone());
-    let ca = Arc::new(ca);
-    let server_id = SpiffeId::new(&format!("spiffe://{}/ward/server", ca.trust_domain()))
+    let authorities = Authorities::open(&dir.ca_dir(), td.clone(), &store).await?;
+    authorities.follow(store.clone(), watch.clone());
+    let server_id = SpiffeId::new(&format!("spiffe://{td}/ward/server"))
         .map_err(|e| DataDirError::Bundle(e.to_string()))?;
-    let (svid, key) = self_issue(&ca, &server_id)?;
-    let resolver = Arc::new(SvidResolver::new(&svid, &key)?);
-    let trust = Arc::new(TrustStore::new(&bundle)?);
+    let resolver = authorities.attach_server_identity(server_id.clone())?;
+    // The listener's trust store follows CA rotation: a new root is trusted
+    // from the revision that staged it.
     let config = tls::server_config_with(
         resolver.clone(),
-        trust,
+        authorities.trust(),
         Arc::new(AnyMember),
         ClientAuth::Optional,
     )?;
@@ -112,17 +114,14 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
     // directory; replicas of a shared PostgreSQL elect one sequencer and
     // keep the tiles in the database (audit::shared).
     let audit = match store.backend() {
-        crate::store::Backend::Sqlite => {
-            crate::audit::AuditLog::open_in(dir.root(), ca.trust_domain())?
-        }
+        crate::store::Backend::Sqlite => crate::audit::AuditLog::open_in(dir.root(), &td)?,
         crate::store::Backend::Postgres => {
-            let signer =
-                crate::audit::signing_key(dir.root(), ca.trust_domain()).map_err(|reason| {
-                    crate::audit::AuditError::Open {
-                        dir: dir.root().display().to_string(),
-                        reason,
-                    }
-                })?;
+            let signer = crate::audit::signing_key(dir.root(), &td).map_err(|reason| {
+                crate::audit::AuditError::Open {
+                    dir: dir.root().display().to_string(),
+                    reason,
+                }
+            })?;
             let origin = ward_audit::checkpoint::Origin::new(signer.verifier().name().as_str())
                 .map_err(|e| crate::audit::AuditError::Open {
                     dir: dir.root().display().to_string(),
@@ -141,8 +140,7 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
     let stopping = Arc::new(tokio::sync::watch::channel(false).0);
     let state = AppState {
         store,
-        ca: ca.clone(),
-        bundle: Arc::new(bundle),
+        authorities: authorities.clone(),
         svid_ttl: options.svid_ttl,
         stopping,
         started: std::time::Instant::now(),
@@ -163,7 +161,7 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
         let _ = tokio::task::spawn_blocking(move || audit.stop()).await;
         drop(release);
     });
-    tokio::spawn(rotate_server_svid(ca, server_id, resolver, watch.clone()));
+    tokio::spawn(rotate_server_svid(authorities, watch.clone()));
     tokio::spawn(crate::listener::serve(
         listener,
         Arc::new(config),
@@ -174,33 +172,17 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
     Ok(addr)
 }
 
-fn self_issue(
-    ca: &CertificateAuthority,
-    id: &SpiffeId,
-) -> Result<(X509Svid, PrivateKey), DataDirError> {
-    let key =
-        PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(ward_identity::ca::CaError::from)?;
-    let request = csr::create(&key, id).map_err(ward_identity::ca::CaError::from)?;
-    let svid = ca.sign_csr(&request, id, SERVER_SVID_TTL, OffsetDateTime::now_utc())?;
-    Ok((svid, key))
-}
-
-async fn rotate_server_svid(
-    ca: Arc<CertificateAuthority>,
-    id: SpiffeId,
-    resolver: Arc<SvidResolver>,
-    watch: Watch,
-) {
+async fn rotate_server_svid(authorities: Arc<Authorities>, watch: Watch) {
     let shutdown = watch.signaled();
     tokio::pin!(shutdown);
     loop {
+        // Half-life; a CA rotation re-issues it on its own (Authorities).
         tokio::select! {
             _ = &mut shutdown => return,
             () = tokio::time::sleep(SERVER_SVID_TTL / 2) => {}
         }
-        match self_issue(&ca, &id).map(|(svid, key)| resolver.rotate(&svid, &key)) {
-            Ok(Ok(())) => tracing::info!("rotated the server SVID"),
-            Ok(Err(e)) => tracing::error!(error = %e, "server SVID rotation failed"),
+        match authorities.reissue_server_svid() {
+            Ok(()) => tracing::info!("rotated the server SVID"),
             Err(e) => tracing::error!(error = %e, "server SVID rotation failed"),
         }
     }

@@ -12,6 +12,7 @@
 //! watchers wake ([`Store::listen`]); within one process a broadcast channel
 //! does the same.
 
+mod authority;
 mod model;
 mod policy;
 
@@ -24,6 +25,7 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use tokio::sync::broadcast;
 use ward_core::{AgentName, SpiffeId, TrustDomain};
 
+pub use self::authority::{AuthorityOp, AuthorityRow, AuthorityState};
 pub use self::model::{
     Agent, AgentAttributes, AgentStatus, AgentUpdate, Change, ChangeKind, IssuedCert, JoinToken,
     Revocation, RevocationTarget,
@@ -106,6 +108,9 @@ pub enum StoreError {
     /// No stored policy version with that hash.
     #[error("no policy version {0}; `ward policy list` shows the stored ones")]
     PolicyNotFound(String),
+    /// A CA authority transition the rotation lifecycle forbids.
+    #[error("{0}")]
+    Authority(String),
     /// A stored row does not parse (manual edits or a newer schema).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -469,13 +474,14 @@ impl Store {
     /// Records a certificate the CA issued.
     pub async fn record_certificate(&self, cert: &IssuedCert) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO certificates (serial, spiffe_id, agent_name, issued_at, not_after) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO certificates (serial, spiffe_id, agent_name, issued_at, not_after, authority) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(cert.serial.as_str())
         .bind(cert.spiffe_id.as_str())
         .bind(cert.agent.as_ref().map(|a| a.as_str().to_owned()))
         .bind(cert.issued_at)
         .bind(cert.not_after)
+        .bind(cert.authority.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -484,7 +490,7 @@ impl Store {
     /// The certificate with `serial`.
     pub async fn certificate(&self, serial: &str) -> Result<Option<IssuedCert>, StoreError> {
         let row = sqlx::query(
-            "SELECT serial, spiffe_id, agent_name, issued_at, not_after FROM certificates WHERE serial = $1",
+            "SELECT serial, spiffe_id, agent_name, issued_at, not_after, authority FROM certificates WHERE serial = $1",
         )
         .bind(serial)
         .fetch_optional(&self.pool)
@@ -742,6 +748,7 @@ fn cert_from_row(row: &AnyRow) -> Result<IssuedCert, StoreError> {
             .map_err(|e| corrupt(e.to_string()))?,
         issued_at: row.try_get("issued_at")?,
         not_after: row.try_get("not_after")?,
+        authority: row.try_get("authority")?,
     })
 }
 

@@ -86,8 +86,7 @@ async fn start() -> Server {
     pdp.refresh(&store).await.unwrap();
     let state = AppState {
         store,
-        ca: ca.clone(),
-        bundle: Arc::new(bundle),
+        authorities: ward_server::authority::Authorities::fixed(ca.clone()).unwrap(),
         svid_ttl: DEFAULT_SVID_TTL,
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
         started: std::time::Instant::now(),

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use ward_core::{AgentName, TrustDomain};
 use ward_server::store::{
-    AgentAttributes, AgentStatus, AgentUpdate, Backend, ChangeKind, IssuedCert, RevocationTarget,
-    Store, StoreError,
+    AgentAttributes, AgentStatus, AgentUpdate, AuthorityOp, AuthorityRow, AuthorityState, Backend,
+    ChangeKind, IssuedCert, RevocationTarget, Store, StoreError,
 };
 
 const NOW: i64 = 1_800_000_000;
@@ -83,6 +83,7 @@ conformance!(
     certificates_and_admins,
     change_log_resumes_from_any_revision,
     durable_across_reopen,
+    ca_authority_lifecycle,
 );
 
 fn td() -> TrustDomain {
@@ -312,6 +313,7 @@ async fn certificates_and_admins(db: Db) {
         agent: Some(name("a")),
         issued_at: NOW,
         not_after: NOW + 900,
+        authority: Some("0011223344556677".into()),
     };
     s.record_certificate(&cert).await.unwrap();
     assert_eq!(s.certificate("0a1b2c").await.unwrap(), Some(cert.clone()));
@@ -415,4 +417,131 @@ async fn unsupported_url_is_a_clear_error_without_secrets() {
         "{msg}"
     );
     assert!(!msg.contains("hunter2"), "{msg}");
+}
+
+fn authority(id: &str) -> AuthorityRow {
+    AuthorityRow {
+        id: id.to_owned(),
+        root_pem: format!("root of {id}"),
+        intermediate_pem: format!("intermediate {id}"),
+        state: AuthorityState::Staged,
+        new_root: false,
+        created_at: NOW,
+        activated_at: None,
+        retired_at: None,
+        revision: 0,
+    }
+}
+
+/// The rotation lifecycle in the store: bootstrap once, stage, activate
+/// (the previous one retires gracefully), retire only with no valid
+/// certificates outstanding (or forced), each transition one change.
+async fn ca_authority_lifecycle(db: Db) {
+    let s = &db.store;
+    // A certificate from before rotation existed is attributed on bootstrap.
+    let cert = |serial: &str, authority: Option<&str>| IssuedCert {
+        serial: serial.into(),
+        spiffe_id: td().agent_id(&name("a")),
+        agent: Some(name("a")),
+        issued_at: NOW,
+        not_after: NOW + 900,
+        authority: authority.map(str::to_owned),
+    };
+    s.record_certificate(&cert("01", None)).await.unwrap();
+    let before = s.revision().await.unwrap();
+    assert!(s.bootstrap_authority(&authority("aa")).await.unwrap());
+    assert!(!s.bootstrap_authority(&authority("bb")).await.unwrap());
+    assert_eq!(
+        s.revision().await.unwrap(),
+        before,
+        "bootstrap is no change"
+    );
+    assert_eq!(
+        s.certificate("01")
+            .await
+            .unwrap()
+            .unwrap()
+            .authority
+            .as_deref(),
+        Some("aa")
+    );
+    let rows = s.authorities().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, AuthorityState::Active);
+
+    let payload = |rows: &[AuthorityRow]| -> Result<serde_json::Value, String> {
+        Ok(serde_json::json!(
+            rows.iter()
+                .map(|r| format!("{}={}", r.id, r.state))
+                .collect::<Vec<_>>()
+        ))
+    };
+    let (rev, rows) = s
+        .transition_authority(&AuthorityOp::Stage(authority("bb")), NOW, payload)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let change = s.changes_since(rev - 1, 10).await.unwrap().remove(0);
+    assert_eq!(change.kind, ChangeKind::Bundle);
+    assert_eq!(
+        change.payload,
+        serde_json::json!(["aa=active", "bb=staged"])
+    );
+    // Staging the same id twice is refused.
+    assert!(matches!(
+        s.transition_authority(&AuthorityOp::Stage(authority("bb")), NOW, payload)
+            .await,
+        Err(StoreError::Authority(_))
+    ));
+
+    let (rev, _) = s
+        .transition_authority(&AuthorityOp::Activate("bb".into()), NOW + 1, payload)
+        .await
+        .unwrap();
+    let change = s.changes_since(rev - 1, 10).await.unwrap().remove(0);
+    assert_eq!(
+        change.payload,
+        serde_json::json!(["aa=retiring", "bb=active"])
+    );
+    s.record_certificate(&cert("02", Some("bb"))).await.unwrap();
+
+    // aa still has a valid certificate: refused unless forced, or later.
+    let retire = |force| AuthorityOp::Retire {
+        id: "aa".into(),
+        force,
+    };
+    let err = s
+        .transition_authority(&retire(false), NOW + 2, payload)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("still valid"), "{err}");
+    let (_, rows) = s
+        .transition_authority(&retire(false), NOW + 901, payload)
+        .await
+        .unwrap();
+    assert_eq!(rows[0].state, AuthorityState::Retired);
+    assert_eq!(rows[0].retired_at, Some(NOW + 901));
+    // Forbidden transitions.
+    for op in [
+        AuthorityOp::Activate("aa".into()),
+        AuthorityOp::Retire {
+            id: "bb".into(),
+            force: true,
+        },
+        AuthorityOp::Activate("zz".into()),
+    ] {
+        assert!(matches!(
+            s.transition_authority(&op, NOW + 902, payload).await,
+            Err(StoreError::Authority(_))
+        ));
+    }
+    let mut counts = s.certificates_by_authority(NOW + 10).await.unwrap();
+    counts.sort();
+    assert_eq!(counts, vec![("aa".to_owned(), 1), ("bb".to_owned(), 1)]);
+    assert!(
+        s.certificates_by_authority(NOW + 901)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

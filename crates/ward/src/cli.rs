@@ -51,7 +51,7 @@ pub(crate) enum Command {
     /// The control plane: initialise a data directory, run the server.
     #[command(subcommand)]
     Server(ServerCommand),
-    /// Certificate authority files (offline bootstrap).
+    /// The certificate authority: status and rotation (and offline `init`).
     #[command(subcommand)]
     Ca(CaCommand),
     /// X.509-SVIDs: mint from a local CA, inspect and verify.
@@ -554,7 +554,8 @@ pub(crate) enum ServerCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CaCommand {
-    /// Create a root and an online intermediate CA for a trust domain.
+    /// Create a root and an online intermediate CA for a trust domain
+    /// (offline, for `ward svid mint`; `ward server init` makes its own).
     ///
     /// Writes root/intermediate certificates, their keys (mode 0600) and the
     /// trust bundle (SPIFFE bundle JSON) into DIR, which must not already
@@ -572,6 +573,51 @@ pub(crate) enum CaCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+    },
+    /// Show the server's CA authorities: which one issues, which roots the
+    /// trust bundle carries, and how many valid certificates each signed.
+    Status {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Rotate the CA with no failed request: stage a new intermediate (and
+    /// with --root a new root), wait until every connected proxy trusts it,
+    /// then activate it. Proxies re-enroll at once; the old authority stays
+    /// trusted until you retire it (`ward ca retire`).
+    Rotate {
+        /// Also generate a new root (otherwise a new intermediate under the
+        /// active root, whose key must be in the server's CA directory).
+        #[arg(long)]
+        root: bool,
+        /// Stage only; activate later with `ward ca activate ID`.
+        #[arg(long)]
+        no_activate: bool,
+        /// How long to wait for proxies to trust the new authority before
+        /// giving up without activating it (e.g. 30s, 2m).
+        #[arg(long, default_value = "30s")]
+        timeout: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Make a staged authority issue (or roll back to a retiring one).
+    Activate {
+        /// Authority id (`ward ca status`).
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Take an authority's root out of the trust bundle. Refused while
+    /// certificates it signed are still valid, unless --force.
+    Retire {
+        /// Authority id (`ward ca status`).
+        id: String,
+        /// Retire now even though certificates it signed are still valid
+        /// (holders that have not re-enrolled lose trust where its root
+        /// leaves the bundle).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        conn: Connection,
     },
 }
 

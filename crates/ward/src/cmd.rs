@@ -81,6 +81,15 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             algorithm,
             output,
         }) => ca::init(&dir, &trust_domain, &algorithm, output),
+        Command::Ca(CaCommand::Status { conn }) => ca::status(&conn),
+        Command::Ca(CaCommand::Rotate {
+            root,
+            no_activate,
+            timeout,
+            conn,
+        }) => ca::rotate(root, no_activate, &timeout, &conn),
+        Command::Ca(CaCommand::Activate { id, conn }) => ca::activate(&id, &conn),
+        Command::Ca(CaCommand::Retire { id, force, conn }) => ca::retire(&id, force, &conn),
         Command::Svid(SvidCommand::Mint {
             ca_dir,
             agent,

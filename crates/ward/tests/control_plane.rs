@@ -714,3 +714,69 @@ fn policy_push_list_diff_rollback() {
     let unknown = s(&["policy", "rollback", "abcdef"]);
     assert_eq!(unknown.status.code(), Some(1));
 }
+
+/// `ward ca rotate --root` stages, waits for receipts (none connected
+/// here), activates, and keeps the CLI itself working: the client's bundle
+/// file gains the new root and the admin SVID is renewed from the new
+/// authority, so after `ward ca retire` of the old root the CLI still
+/// reaches the server. Retiring is refused while an agent certificate of
+/// the old authority is valid, unless forced.
+#[test]
+fn ca_rotation_keeps_the_cli_working() {
+    let env = Env::new();
+    env.init(None);
+    let server = env.run(None);
+    let s = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server.addr]);
+        env.ward(&all)
+    };
+    let before = json_of(&s(&["ca", "status", "--output", "json"]));
+    let old = before["issuing"].as_str().unwrap().to_owned();
+    assert_eq!(before["authorities"].as_array().unwrap().len(), 1);
+    json_of(&s(&["agent", "register", "scout", "--output", "json"]));
+    let token = json_of(&s(&[
+        "token", "create", "--agent", "scout", "--output", "json",
+    ]));
+    enroll(
+        &env,
+        &server.addr,
+        "scout",
+        token["token"].as_str().unwrap(),
+    );
+
+    let rotated = json_of(&s(&["ca", "rotate", "--root", "--output", "json"]));
+    let new = rotated["activated"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["previous"], old.as_str());
+    assert_ne!(new, old);
+    let bundle: Value =
+        serde_json::from_slice(&std::fs::read(env.data().join("bundle.json")).unwrap()).unwrap();
+    assert_eq!(bundle["keys"].as_array().unwrap().len(), 2, "{bundle}");
+    let admin = ward_identity::X509Svid::read_pem(&env.data().join("admin/svid.pem")).unwrap();
+    assert_eq!(ward_identity::ca::authority_id(&admin.chain()[1]), new);
+
+    let status = s(&["ca", "status"]);
+    let (table, _) = text(&status);
+    assert!(
+        table.contains("AUTHORITY") && table.contains("retiring"),
+        "{table}"
+    );
+
+    let refused = s(&["ca", "retire", &old]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused).1.contains("still valid"),
+        "{}",
+        text(&refused).1
+    );
+    let retired = json_of(&s(&["ca", "retire", &old, "--force", "--output", "json"]));
+    assert_eq!(retired["state"], "retired");
+    let bundle: Value =
+        serde_json::from_slice(&std::fs::read(env.data().join("bundle.json")).unwrap()).unwrap();
+    assert_eq!(bundle["keys"].as_array().unwrap().len(), 1, "{bundle}");
+    // The CLI still reaches the server with its renewed credentials.
+    let list = s(&["agent", "list", "--output", "json"]);
+    assert!(list.status.success(), "{}", text(&list).1);
+    let after = json_of(&s(&["ca", "status", "--output", "json"]));
+    assert_eq!(after["issuing"], new.as_str());
+}

@@ -333,3 +333,74 @@ fn write_and_load_round_trip_with_private_key_files() {
     let err = CertificateAuthority::load(&ca_dir, td()).unwrap_err();
     assert!(err.to_string().contains(INTERMEDIATE_FILE), "{err}");
 }
+
+#[test]
+fn a_new_intermediate_under_the_same_root_issues_leaves_the_old_bundle_trusts() {
+    use crate::verify::{AnyMember, ChainVerifier, Usage};
+    let generated = new_ca();
+    let (next, next_key) = CertificateAuthority::new_intermediate(
+        &td(),
+        generated.ca.root(),
+        &generated.root_key,
+        &CaOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(next.root(), generated.ca.root());
+    assert_ne!(next.intermediate(), generated.ca.intermediate());
+    assert_ne!(
+        authority_id(next.intermediate()),
+        authority_id(generated.ca.intermediate())
+    );
+    assert!(next.intermediate_not_after() <= next.root_not_after().unwrap());
+
+    let id = agent("rotated");
+    let (_key, der) = csr_for(&id);
+    let svid = next
+        .sign_csr(&der, &id, DEFAULT_SVID_TTL, OffsetDateTime::now_utc())
+        .unwrap();
+    assert_eq!(&svid.chain()[1], next.intermediate());
+    let old_bundle = crate::TrustBundle::new(td(), vec![generated.ca.root().clone()], vec![]);
+    let verifier = ChainVerifier::new(&old_bundle).unwrap();
+    let peer = verifier
+        .verify_uncached(
+            &svid.chain()[0],
+            &svid.chain()[1..],
+            Usage::Client,
+            rustls_pki_types::UnixTime::now(),
+            &AnyMember,
+        )
+        .unwrap();
+    assert_eq!(peer.spiffe_id, id);
+
+    // A leaf of a CA under another root is refused by the old bundle.
+    let other = new_ca().ca;
+    let foreign = other
+        .sign_csr(&der, &id, DEFAULT_SVID_TTL, OffsetDateTime::now_utc())
+        .unwrap();
+    assert!(
+        verifier
+            .verify_uncached(
+                &foreign.chain()[0],
+                &foreign.chain()[1..],
+                Usage::Client,
+                rustls_pki_types::UnixTime::now(),
+                &AnyMember,
+            )
+            .is_err()
+    );
+
+    // Written without a root key, read back with none; the keys are 0600.
+    let dir = tempfile::tempdir().unwrap();
+    next.write_authority(dir.path(), None, &next_key).unwrap();
+    let (root, key) = CertificateAuthority::read_root(dir.path()).unwrap();
+    assert_eq!(&root, generated.ca.root());
+    assert!(key.is_none());
+    let mode = std::fs::metadata(dir.path().join(INTERMEDIATE_KEY_FILE))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let loaded = CertificateAuthority::load(dir.path(), td()).unwrap();
+    assert_eq!(loaded.intermediate(), next.intermediate());
+}

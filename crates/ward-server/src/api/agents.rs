@@ -78,7 +78,12 @@ pub(crate) async fn register(
     let name = parse_name(&req.name)?;
     let agent = state
         .store
-        .register_agent(state.ca.trust_domain(), &name, req.attributes, now())
+        .register_agent(
+            state.authorities.trust_domain(),
+            &name,
+            req.attributes,
+            now(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(agent)))
 }

@@ -69,7 +69,14 @@ pub(crate) async fn enroll(
         .inspect_err(|e| {
             tracing::warn!(error = %e, "enrollment refused");
         })?;
-    let svid = sign(&state, &csr, &agent.spiffe_id, Some(agent.name.clone())).await?;
+    let svid = sign(
+        &state,
+        &csr,
+        &agent.spiffe_id,
+        Some(agent.name.clone()),
+        state.svid_ttl,
+    )
+    .await?;
     record_endpoint(&state, &agent, req.endpoint.as_deref()).await?;
     tracing::info!(spiffe_id = %agent.spiffe_id, serial = %svid.leaf().serial, "agent enrolled");
     respond(&state, &svid)
@@ -83,6 +90,21 @@ pub(crate) async fn renew(
     let peer = caller.0.ok_or(ApiError::Unauthenticated)?;
     let csr = decode_csr(&req.csr)?;
     check_endpoint(req.endpoint.as_deref())?;
+    // Admins renew too (the CLI does after a CA rotation, so the admin
+    // keeps a certificate the narrowed bundle trusts); their SVIDs keep
+    // the admin lifetime, and the key stays on the admin's machine.
+    if state.store.is_admin(&peer.spiffe_id).await? {
+        let svid = sign(
+            &state,
+            &csr,
+            &peer.spiffe_id,
+            None,
+            crate::data_dir::ADMIN_SVID_TTL,
+        )
+        .await?;
+        tracing::info!(admin = %peer.spiffe_id, serial = %svid.leaf().serial, "admin SVID renewed");
+        return respond(&state, &svid);
+    }
     let name = peer.spiffe_id.agent_name().ok_or_else(|| {
         ApiError::Forbidden(format!("{} is not an agent identity", peer.spiffe_id))
     })?;
@@ -107,7 +129,7 @@ pub(crate) async fn renew(
             peer.serial
         )));
     }
-    let svid = sign(&state, &csr, &peer.spiffe_id, Some(name))
+    let svid = sign(&state, &csr, &peer.spiffe_id, Some(name), state.svid_ttl)
         .await
         .map_err(|e| {
             tracing::warn!(peer = %peer.spiffe_id, error = %e, "renewal refused");
@@ -173,9 +195,11 @@ async fn sign(
     csr: &[u8],
     id: &SpiffeId,
     agent: Option<ward_core::AgentName>,
+    ttl: std::time::Duration,
 ) -> Result<X509Svid, ApiError> {
     let now = state.now();
-    let svid = state.ca.sign_csr(csr, id, state.svid_ttl, now)?;
+    let authority = state.authorities.current();
+    let svid = authority.ca.sign_csr(csr, id, ttl, now)?;
     state
         .store
         .record_certificate(&IssuedCert {
@@ -184,6 +208,7 @@ async fn sign(
             agent,
             issued_at: now.unix_timestamp(),
             not_after: svid.leaf().not_after,
+            authority: Some(authority.id.clone()),
         })
         .await?;
     Ok(svid)
@@ -201,6 +226,8 @@ fn respond(state: &AppState, svid: &X509Svid) -> Result<Json<SvidResponse>, ApiE
 
 pub(super) fn bundle_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
     let text = state
+        .authorities
+        .current()
         .bundle
         .to_json()
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -83,9 +83,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::AgentExists(_) | StoreError::InvalidTransition { .. } => {
-                Self::Conflict(e.to_string())
-            }
+            StoreError::AgentExists(_)
+            | StoreError::InvalidTransition { .. }
+            | StoreError::Authority(_) => Self::Conflict(e.to_string()),
             StoreError::AgentNotFound(_) | StoreError::PolicyNotFound(_) => {
                 Self::NotFound(e.to_string())
             }
@@ -109,4 +109,16 @@ impl From<CaError> for ApiError {
 /// Fallback for unknown routes.
 pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".to_owned())
+}
+
+impl From<crate::authority::AuthorityError> for ApiError {
+    fn from(e: crate::authority::AuthorityError) -> Self {
+        use crate::authority::AuthorityError;
+        match e {
+            AuthorityError::Ca(e) => e.into(),
+            AuthorityError::Store(e) => e.into(),
+            AuthorityError::Unavailable(m) => Self::Conflict(m),
+            other @ AuthorityError::Corrupt { .. } => Self::Internal(other.to_string()),
+        }
+    }
 }

@@ -54,13 +54,15 @@ pub(crate) async fn status(
         .collect();
     let revocations = u64::try_from(state.store.revocations().await?.len()).unwrap_or(u64::MAX);
     let not_after = state
+        .authorities
+        .current()
         .ca
         .intermediate_not_after()
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        trust_domain: state.ca.trust_domain().to_string(),
+        trust_domain: state.authorities.trust_domain().to_string(),
         store: match state.store.backend() {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",

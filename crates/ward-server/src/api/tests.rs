@@ -30,10 +30,13 @@ async fn harness_with_policy(policy_dir: Option<&std::path::Path>) -> Harness {
         .await
         .unwrap();
     let td = TrustDomain::new("ward.test").unwrap();
-    let ca = CertificateAuthority::generate(&td, &CaOptions::default())
-        .unwrap()
-        .ca;
-    let bundle = TrustBundle::new(td.clone(), vec![ca.root().clone()], vec![]);
+    // A real CA directory, so the rotation endpoints work as on a server.
+    let generated = CertificateAuthority::generate(&td, &CaOptions::default()).unwrap();
+    CertificateAuthority::write(&generated, &dir.path().join("ca")).unwrap();
+    let authorities =
+        crate::authority::Authorities::open(&dir.path().join("ca"), td.clone(), &store)
+            .await
+            .unwrap();
     let admin_id = SpiffeId::new("spiffe://ward.test/admin/alice").unwrap();
     store.add_admin(&admin_id, "alice", 0).await.unwrap();
     let admin = Caller(Some(PeerIdentity {
@@ -46,8 +49,7 @@ async fn harness_with_policy(policy_dir: Option<&std::path::Path>) -> Harness {
     Harness {
         state: AppState {
             store,
-            ca: Arc::new(ca),
-            bundle: Arc::new(bundle),
+            authorities,
             svid_ttl: DEFAULT_SVID_TTL,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             started: std::time::Instant::now(),
@@ -437,5 +439,6 @@ async fn admin_registry_round_trip() {
 }
 
 mod audit;
+mod ca;
 mod policy;
 mod watch;

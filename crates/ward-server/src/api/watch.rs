@@ -4,8 +4,9 @@
 //! Wire format (`text/event-stream`):
 //!
 //! ```text
-//! event: snapshot            id: <rev>   data: {"revision", "trust_domain", "agents", "revocations", "bundle"}
+//! event: snapshot            id: <rev>   data: {"revision", "trust_domain", "agents", "revocations", "bundle", "issuing", "policy", "policy_signing_key"}
 //! event: change              id: <rev>   data: {"revision", "kind", "subject", "payload", "at"}
+//! event: caught-up           id: <rev>   data: {"revision"}   (once, after the backlog)
 //! ```
 //!
 //! A client resumes with `?since=<rev>` (or the standard `Last-Event-ID`
@@ -65,6 +66,9 @@ pub struct Snapshot {
     pub revocations: Vec<Revocation>,
     /// The trust bundle (SPIFFE bundle JSON).
     pub bundle: serde_json::Value,
+    /// The CA authority issuing now; a proxy whose SVID another authority
+    /// signed re-enrolls.
+    pub issuing: String,
     /// The active policy version with its files and signature, once one
     /// was pushed.
     pub policy: Option<PolicyActivation>,
@@ -130,6 +134,7 @@ async fn pump(
             return;
         }
     };
+    let mut announced = false;
     loop {
         // Drain the log up to its end, a page at a time.
         loop {
@@ -154,6 +159,17 @@ async fn pump(
             }
             if !full {
                 break;
+            }
+        }
+        if !announced {
+            // The backlog is out: a restarting proxy may serve from here.
+            announced = true;
+            let event = Event::default()
+                .event("caught-up")
+                .id(last.to_string())
+                .data(format!("{{\"revision\":{last}}}"));
+            if tx.send(event).await.is_err() {
+                return;
             }
         }
         tokio::select! {
@@ -183,12 +199,18 @@ async fn start(
     {
         return Ok(Some(rev));
     }
+    let authorities = state
+        .authorities
+        .snapshot(&state.store)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let snapshot = Snapshot {
         revision: current,
-        trust_domain: state.ca.trust_domain().to_string(),
+        trust_domain: state.authorities.trust_domain().to_string(),
         agents: state.store.agents().await?,
         revocations: state.store.revocations().await?,
-        bundle: super::enroll::bundle_json(state)?,
+        bundle: authorities.bundle,
+        issuing: authorities.issuing,
         policy: state
             .store
             .active_policy()

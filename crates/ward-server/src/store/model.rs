@@ -156,6 +156,9 @@ pub struct IssuedCert {
     pub issued_at: i64,
     /// Unix seconds.
     pub not_after: i64,
+    /// The issuing authority (`ward ca status`), when recorded.
+    #[serde(default)]
+    pub authority: Option<String>,
 }
 
 /// What a revocation applies to.
@@ -192,6 +195,9 @@ pub enum ChangeKind {
     /// A policy version became active; payload is the
     /// [`PolicyActivation`](super::PolicyActivation).
     Policy,
+    /// The CA authorities changed (rotation); payload is the new trust
+    /// bundle and the issuing authority.
+    Bundle,
 }
 
 impl ChangeKind {
@@ -200,6 +206,7 @@ impl ChangeKind {
             Self::Agent => "agent",
             Self::Revocation => "revocation",
             Self::Policy => "policy",
+            Self::Bundle => "bundle",
         }
     }
 }
@@ -212,6 +219,7 @@ impl FromStr for ChangeKind {
             "agent" => Ok(Self::Agent),
             "revocation" => Ok(Self::Revocation),
             "policy" => Ok(Self::Policy),
+            "bundle" => Ok(Self::Bundle),
             other => Err(format!("unknown change kind {other:?}")),
         }
     }

@@ -71,13 +71,17 @@ impl ClientFile {
     }
 }
 
-/// A client for the server the connection flags and config name.
-pub(crate) fn connect(conn: &Connection) -> anyhow::Result<Client> {
-    let path = conn
-        .client_config
+/// The client config file the connection names.
+pub(crate) fn config_path(conn: &Connection) -> anyhow::Result<PathBuf> {
+    conn.client_config
         .clone()
         .or_else(default_path)
-        .context("no client config: pass --client-config or set WARD_CLIENT_CONFIG")?;
+        .context("no client config: pass --client-config or set WARD_CLIENT_CONFIG")
+}
+
+/// A client for the server the connection flags and config name.
+pub(crate) fn connect(conn: &Connection) -> anyhow::Result<Client> {
+    let path = config_path(conn)?;
     let file = ClientFile::read(&path)?;
     let td = TrustDomain::new(&file.trust_domain)
         .with_context(|| format!("{}: trust_domain", path.display()))?;

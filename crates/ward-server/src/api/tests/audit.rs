@@ -69,7 +69,7 @@ async fn ship(
 }
 
 /// Every entry of the log, decoded.
-fn log_entries(h: &Harness) -> Vec<AuditRecord> {
+pub(super) fn log_entries(h: &Harness) -> Vec<AuditRecord> {
     let size = *h.state.audit.size().borrow();
     crate::audit::AuditLog::entries(&**h.state.audit.store(), 0, size, size)
         .unwrap()

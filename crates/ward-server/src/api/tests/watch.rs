@@ -121,6 +121,14 @@ async fn snapshot_then_every_change_in_revision_order() {
     assert_eq!(snap.data["trust_domain"], "ward.test");
     assert_eq!(snap.data["agents"][0]["name"], "alpha");
     assert!(snap.data["bundle"]["keys"].is_array());
+    assert_eq!(
+        snap.data["issuing"],
+        h.state.authorities.current().id.as_str()
+    );
+    // The backlog is out: the stream says so once, at the snapshot's revision.
+    let up = events.next().await;
+    assert_eq!(up.event, "caught-up");
+    assert_eq!(up.id, snap.id);
 
     let b = h.register("beta").await;
     let change = events.next().await;
@@ -170,7 +178,10 @@ async fn resumes_after_a_revision_without_a_snapshot() {
         let first = events.next().await;
         assert_eq!(first.event, "change", "resume must not resend a snapshot");
         assert_eq!(first.data["subject"], "beta");
-        assert_eq!(events.next().await.data["subject"], "gamma");
+        let gamma = events.next().await;
+        assert_eq!(gamma.data["subject"], "gamma");
+        let up = events.next().await;
+        assert_eq!((up.event.as_str(), up.id), ("caught-up", gamma.id));
         events.quiet().await;
     }
 
@@ -272,7 +283,8 @@ async fn openapi_document_matches_the_router() {
             .replace("{version}", "00")
             .replace("{path}", "checkpoint")
             .replace("{index}", "0")
-            .replace("{revision}", "1");
+            .replace("{revision}", "1")
+            .replace("{id}", "00000000000000ff");
         for method in item.as_object().unwrap().keys() {
             operations += 1;
             let method = method.to_uppercase();
@@ -294,7 +306,7 @@ async fn openapi_document_matches_the_router() {
             );
         }
     }
-    assert_eq!(operations, 33, "update the count when adding endpoints");
+    assert_eq!(operations, 37, "update the count when adding endpoints");
 }
 
 #[tokio::test]
