@@ -98,12 +98,19 @@ pub(crate) enum ProxyCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProxyRunArgs {
-    /// Control-plane address (host:port).
-    #[arg(long, env = "WARD_SERVER")]
-    pub(crate) server: String,
-    /// The agent this proxy speaks for (registered with `ward agent register`).
+    /// TOML config file (a `[proxy]` table; a `[server]` table beside it
+    /// is ignored; see README.md). Settings come from defaults, then this
+    /// file, then WARD_* variables, then flags.
+    #[arg(long, env = "WARD_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Control-plane address (host:port) [required here, in WARD_SERVER
+    /// or as proxy.server].
+    #[arg(long, env = "WARD_SERVER", value_parser = crate::config::server_addr)]
+    pub(crate) server: Option<String>,
+    /// The agent this proxy speaks for (registered with `ward agent
+    /// register`) [required here, in WARD_AGENT or as proxy.agent].
     #[arg(long, env = "WARD_AGENT")]
-    pub(crate) agent: String,
+    pub(crate) agent: Option<ward_core::AgentName>,
     /// Single-use join token from `ward token create`; only needed until
     /// the proxy has enrolled.
     #[arg(long, env = "WARD_JOIN_TOKEN", hide_env_values = true)]
@@ -112,16 +119,19 @@ pub(crate) struct ProxyRunArgs {
     /// authenticate the server at first enrollment.
     #[arg(long, env = "WARD_BUNDLE")]
     pub(crate) bundle: Option<PathBuf>,
-    /// The local app (host:port, plain HTTP).
-    #[arg(long, env = "WARD_UPSTREAM")]
-    pub(crate) upstream: String,
+    /// The local app (host:port, plain HTTP) [required here, in
+    /// WARD_UPSTREAM or as proxy.upstream].
+    #[arg(long, env = "WARD_UPSTREAM", value_parser = crate::config::host_port)]
+    pub(crate) upstream: Option<String>,
     /// Gateway mode: also front agent NAME whose app is at HOST:PORT
-    /// (repeatable). Each route has its own identity, enrolled with a
-    /// --route-token, and is picked by the TLS server name callers send.
-    #[arg(long = "route", value_name = "NAME=HOST:PORT")]
-    pub(crate) routes: Vec<String>,
+    /// (repeatable; adds to the file's [[proxy.route]] entries). Each route
+    /// has its own identity, enrolled with a --route-token, and is picked
+    /// by the TLS server name callers send.
+    #[arg(long = "route", value_name = "NAME=HOST:PORT", value_parser = crate::config::route_flag)]
+    pub(crate) routes: Vec<ward_proxy::config::Route>,
     /// Join token of a gateway route, NAME=TOKEN (repeatable; only until
-    /// that agent has enrolled).
+    /// that agent has enrolled). NAME may be a --route or a
+    /// [[proxy.route]] of the file.
     #[arg(
         long = "route-token",
         value_name = "NAME=TOKEN",
@@ -132,38 +142,50 @@ pub(crate) struct ProxyRunArgs {
     /// [default: ./ward-proxy-AGENT].
     #[arg(long, env = "WARD_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,
-    /// Outbound listener for the local app (plain HTTP).
-    #[arg(long, env = "WARD_OUTBOUND", default_value = ward_proxy::config::DEFAULT_OUTBOUND)]
-    pub(crate) outbound: std::net::SocketAddr,
-    /// Inbound listener for other proxies (mutual TLS).
-    #[arg(long, env = "WARD_INBOUND", default_value = ward_proxy::config::DEFAULT_INBOUND)]
-    pub(crate) inbound: std::net::SocketAddr,
-    /// Address other proxies dial [default: the inbound address].
-    #[arg(long, env = "WARD_ADVERTISE")]
+    // The settings below have no clap default: one would be
+    // indistinguishable from a flag and override the config file. The
+    // defaults are applied after merging (cmd/proxy.rs).
+    /// Outbound listener for the local app (plain HTTP) [default:
+    /// 127.0.0.1:15001].
+    #[arg(long, env = "WARD_OUTBOUND")]
+    pub(crate) outbound: Option<std::net::SocketAddr>,
+    /// Inbound listener for other proxies (mutual TLS) [default:
+    /// 127.0.0.1:15443].
+    #[arg(long, env = "WARD_INBOUND")]
+    pub(crate) inbound: Option<std::net::SocketAddr>,
+    /// Address (host:port) other proxies dial [default: the inbound
+    /// address].
+    #[arg(long, env = "WARD_ADVERTISE", value_parser = crate::config::host_port)]
     pub(crate) advertise: Option<String>,
-    /// Admin listener: /metrics, /healthz, /readyz.
-    #[arg(long, env = "WARD_ADMIN", default_value = ward_proxy::config::DEFAULT_ADMIN)]
-    pub(crate) admin: std::net::SocketAddr,
+    /// Admin listener: /metrics, /healthz, /readyz [default:
+    /// 127.0.0.1:15000].
+    #[arg(long, env = "WARD_ADMIN")]
+    pub(crate) admin: Option<std::net::SocketAddr>,
     /// Per-caller rate limit on inbound requests, RATE/s or RATE/s:BURST
     /// (e.g. 100/s:200) [default: unlimited].
     #[arg(long, env = "WARD_RATE_LIMIT")]
     pub(crate) rate_limit: Option<ward_proxy::RateLimit>,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = ward_proxy::Limits::default().max_body_bytes)]
-    pub(crate) max_body_bytes: usize,
-    /// Longest wait for the app's response head, e.g. 30s.
-    #[arg(long, default_value = "30s")]
-    pub(crate) request_timeout: String,
+    /// Largest request body accepted, in bytes [default: 8388608].
+    #[arg(long)]
+    pub(crate) max_body_bytes: Option<usize>,
+    /// Longest wait for the app's response head, e.g. 30s [default: 30s].
+    #[arg(long, value_parser = crate::config::request_timeout)]
+    pub(crate) request_timeout: Option<std::time::Duration>,
     /// When the audit spool cannot take a record: fail-closed (refuse the
-    /// request) or fail-open (forward, count and log the loss).
-    #[arg(long, default_value = "fail-closed")]
-    pub(crate) audit_full: ward_proxy::AuditFull,
-    /// Cap on the audit spool's size on disk, in MiB.
-    #[arg(long, default_value_t = 1024)]
-    pub(crate) audit_spool_mib: u64,
+    /// request) or fail-open (forward, count and log the loss) [default:
+    /// fail-closed].
+    #[arg(long)]
+    pub(crate) audit_full: Option<ward_proxy::AuditFull>,
+    /// Cap on the audit spool's size on disk, in MiB [default: 1024].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) audit_spool_mib: Option<u64>,
     /// Worker threads [default: one per core].
-    #[arg(long, env = "WARD_WORKERS")]
+    #[arg(long, env = "WARD_WORKERS", value_parser = crate::config::at_least_one)]
     pub(crate) workers: Option<usize>,
+    /// Check the configuration, print the effective settings (secrets
+    /// shown as "<set>") and exit without starting.
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, clap::Args)]
