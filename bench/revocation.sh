@@ -12,8 +12,9 @@
 # acknowledgement (the command returning) to the send time of the first probe
 # that proxy refused as `403 urn:ward:problem:revoked` (with no success
 # after it). Prints p50/p90/p99/max, the bounds and the probe resolution (the
-# measurement's error bar), and as a cross-check the time of each proxy's own
-# log line saying it applied the revocation. Target: p99 < 200 ms. Exit 1 when
+# measurement's error bar), as a cross-check the time of each proxy's own
+# log line saying it applied the revocation, and the receipt time: when the
+# last proxy's report that it enforces the revocation reached the server. Target: p99 < 200 ms. Exit 1 when
 # some proxy did not enforce within TIMEOUT_S. About 30 s with the defaults.
 # Results are CPU-bound on a small machine: run it on an otherwise idle one.
 #
@@ -316,9 +317,28 @@ python3 "$HERE/probe.py" --victim-outbound "127.0.0.1:${OUT[victim]}" --targets 
     --background "$bg_list" --background-rps "$BACKGROUND_RPS" --probe-ms "$PROBE_MS" \
     --warmup "$WARMUP_S" --timeout "$TIMEOUT_S" --ready-timeout "$READY_TIMEOUT" \
     --max-inflight "$MAX_INFLIGHT" --csv "$WORK/probes.csv" --log-dir "$WORK/logs" --binary-label "$label" \
+    --ack-file "$WORK/ack-ms" \
     --host-note "$(nproc 2>/dev/null || echo '?') CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') before the probes" \
     --revoke-display "ward agent revoke victim --reason bench" \
     -- "$WARD_BIN" agent revoke victim --reason bench "${CONN[@]}" || rc=$?
+
+# The receipts: when the server knew every connected proxy enforced it
+# (each proxy reports the revision it applied; applied_at is the server's
+# time of the first report covering the revocation's revision).
+if [[ -s $WORK/ack-ms ]]; then
+    "$WARD_BIN" proxy list --output json "${CONN[@]}" >"$WORK/proxies.json" 2>/dev/null &&
+        python3 - "$WORK/ack-ms" "$WORK/proxies.json" <<'PY' || log "could not read the receipts"
+import json, sys
+ack = float(open(sys.argv[1]).read())
+# The victim's own proxy is revoked with it: its receipts are refused.
+proxies = [p for p in json.load(open(sys.argv[2])) if p.get("connected") and p["agent"] != "victim"]
+rev = max(p["revision"] for p in proxies)
+done = [p for p in proxies if p["revision"] >= rev]
+last = max(p["applied_at"] for p in done) - ack
+print(f"receipts: {len(done)} of {len(proxies)} connected proxies reported revision {rev}; "
+      f"the last receipt reached the server {last:.0f} ms after the acknowledgement")
+PY
+fi
 
 case $rc in
 0) ;;

@@ -234,6 +234,10 @@ class Bench:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             t_ack = now()
             self.wall_ack = time.time()  # to place the proxies' log lines
+            if self.a.ack_file:
+                # The receipts (server clock, same host) are compared to it.
+                with open(self.a.ack_file, "w") as f:
+                    f.write(f"{self.wall_ack * 1000:.3f}\n")
             return t_launch, t_ack, p.returncode, (p.stdout + p.stderr).strip()
         except (OSError, subprocess.TimeoutExpired) as e:
             return t_launch, now(), -1, str(e)
@@ -451,6 +455,7 @@ def main():
     ap.add_argument("--csv", default="")
     ap.add_argument("--log-dir", default="", help="the proxies' logs, TARGET.log, for the cross-check")
     ap.add_argument("--binary-label", default="ward")
+    ap.add_argument("--ack-file", default="", help="write the acknowledgement's wall-clock time (unix ms) here")
     ap.add_argument("--revoke-display", default="", help="the revoke command as shown in progress lines")
     ap.add_argument("revoke", nargs="+", help="the revoke command (after --)")
     a = ap.parse_args()
