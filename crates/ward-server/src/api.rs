@@ -11,6 +11,7 @@ pub mod authzen;
 pub mod ca;
 pub mod enroll;
 mod error;
+pub mod metrics;
 pub mod policies;
 pub mod proxies;
 pub mod status;
@@ -174,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ca/authorities/{id}/activate", post(ca::activate))
         .route("/v1/ca/authorities/{id}/retire", post(ca::retire))
         .route("/v1/status", get(status::status))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/openapi.json", get(status::openapi))
         .route("/v1/policies", get(policies::list).post(policies::push))
         .route("/v1/policies/{version}", get(policies::show))

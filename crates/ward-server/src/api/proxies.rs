@@ -113,7 +113,7 @@ pub(crate) async fn report(
 }
 
 /// Every proxy that counts (not revoked or retired), with its state.
-async fn proxies(state: &AppState) -> Result<Vec<ProxyState>, ApiError> {
+pub(crate) async fn proxies(state: &AppState) -> Result<Vec<ProxyState>, ApiError> {
     let current = state.store.revision().await?;
     // One query: the wait below runs it every few milliseconds while the
     // fleet's receipts (writes) arrive, so it must stay cheap.

@@ -319,6 +319,39 @@ async fn receipts_come_only_from_unrevoked_proxies() {
     assert_eq!(body["pending"][0]["agent"], "tools", "{body}");
     assert!(body["waited_ms"].as_u64().unwrap() >= 50);
 
+    // The fleet's receipts as Prometheus metrics, for admins only.
+    let scrape = |caller: Caller| {
+        let mut req = Request::builder()
+            .uri("/metrics")
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(caller);
+        let state = h.state.clone();
+        async move {
+            let resp = router(state).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (s, text) = scrape(h.admin.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    for line in [
+        format!(
+            "ward_server_revision {}",
+            h.state.store.revision().await.unwrap()
+        ),
+        format!("ward_server_proxy_applied_revision{{agent=\"tools\"}} {revision}"),
+        "ward_server_proxy_lag_revisions{agent=\"tools\"} 0".to_owned(),
+        "ward_server_proxies{state=\"connected\"} 1".to_owned(),
+        "ward_server_agents{status=\"active\"} 1".to_owned(),
+        "ward_server_ca_authorities{state=\"active\"} 1".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    let (s, _) = scrape(proxy.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "agents may not scrape by default");
+
     let (s, _, _) = h
         .call(
             "POST",
@@ -351,6 +384,14 @@ async fn receipts_come_only_from_unrevoked_proxies() {
         .filter(|r| r.action == "receipt/report")
         .collect();
     assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert_eq!(
+        log_entries(&h)
+            .iter()
+            .filter(|r| r.action == "server/metrics")
+            .count(),
+        1,
+        "the refused scrape is logged"
+    );
     assert_eq!(refusals[1].principal.as_ref(), Some(svid.spiffe_id()));
     // A revoked agent's proxy no longer counts.
     let (_, body, _) = h.call("GET", "/v1/proxies", &h.admin, None).await;

@@ -306,7 +306,7 @@ async fn openapi_document_matches_the_router() {
             );
         }
     }
-    assert_eq!(operations, 37, "update the count when adding endpoints");
+    assert_eq!(operations, 38, "update the count when adding endpoints");
 }
 
 #[tokio::test]
