@@ -27,6 +27,7 @@
 //! [`bundle`] (directory loading), [`json`] (validated requests from JSON),
 //! [`registry`] (entities from Ward's agent registry).
 
+pub mod authzen;
 pub mod bundle;
 pub mod cache;
 pub mod context_refs;

@@ -1,18 +1,25 @@
 //! The admin listener (loopback by default): `/healthz` (the process is
-//! up), `/readyz` (it can enforce: unexpired SVID and an applied view) and
-//! `/metrics` (Prometheus text format).
+//! up), `/readyz` (it can enforce: unexpired SVID and an applied view),
+//! `/metrics` (Prometheus text format), and the AuthZEN 1.0 endpoints
+//! (`POST /access/v1/evaluation`, `POST /access/v1/evaluations`,
+//! `GET /.well-known/authzen-configuration`) answered by this proxy's own
+//! engine — the bundle and registry it enforces, so a local PEP (the app,
+//! an MCP server deciding per tool) asks without a network hop and gets the
+//! answer the proxy would give. No bundle active yet: 503, never a guess.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use ward_core::drain::Watch;
+use ward_policy::authzen;
 
 use crate::http::{self, Body};
 use crate::{Shared, now_secs};
@@ -37,7 +44,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, watch: Watch) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(route(&shared, &req)) }
+                async move { Ok::<_, Infallible>(route(&shared, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -48,7 +55,28 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, watch: Watch) {
     }
 }
 
-fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+/// Largest AuthZEN request body accepted.
+const MAX_AUTHZEN_BODY: usize = 1 << 20;
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, path @ ("/access/v1/evaluation" | "/access/v1/evaluations")) => {
+            let batch = path.ends_with('s');
+            return authzen(shared, req, batch).await;
+        }
+        (_, "/.well-known/authzen-configuration") => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            return text(
+                StatusCode::OK,
+                "application/json",
+                ward_policy::authzen::configuration("http", host).to_string(),
+            );
+        }
+        _ => {}
+    }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/readyz" => {
@@ -76,10 +104,64 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
         path => http::problem(
             StatusCode::NOT_FOUND,
             "not-found",
-            &format!("{path}: the admin listener serves /healthz, /readyz and /metrics"),
+            &format!(
+                "{path}: the admin listener serves /healthz, /readyz, /metrics and AuthZEN (POST /access/v1/evaluation[s])"
+            ),
             json!({}),
         ),
     }
+}
+
+/// One AuthZEN request, decided by the engine in force.
+async fn authzen(shared: &Shared, req: Request<Incoming>, batch: bool) -> Response<Body> {
+    let request_id = req.headers().get("x-request-id").cloned();
+    let body = match Limited::new(req.into_body(), MAX_AUTHZEN_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return http::problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                &format!("AuthZEN request body: {e} (at most {MAX_AUTHZEN_BODY} bytes)"),
+                json!({}),
+            );
+        }
+    };
+    let compiled = shared.compiled();
+    let Some(engine) = compiled.engine.as_ref() else {
+        return http::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-policy",
+            "no verified policy bundle is active on this proxy yet; it denies everything until one is",
+            json!({}),
+        );
+    };
+    let decide = |request: &ward_policy::Request| engine.decide(request);
+    let decision_id = || http::hex(&http::random::<16>());
+    let pdp = authzen::Pdp {
+        schema: engine.schema(),
+        decide: &decide,
+        decision_id: &decision_id,
+    };
+    let result = if batch {
+        authzen::parse::<authzen::Evaluations>(&body)
+            .and_then(|b| authzen::evaluate_batch(&pdp, &b))
+    } else {
+        authzen::parse::<authzen::Evaluation>(&body).and_then(|e| authzen::evaluate(&pdp, &e))
+    };
+    let mut resp = match result {
+        Ok(value) => {
+            tracing::debug!(answer = %value, "AuthZEN decision");
+            text(StatusCode::OK, "application/json", value.to_string())
+        }
+        Err(message) => http::problem(StatusCode::BAD_REQUEST, "bad-request", &message, json!({})),
+    };
+    if let Some(id) = request_id {
+        resp.headers_mut().insert("x-request-id", id);
+    }
+    resp
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {

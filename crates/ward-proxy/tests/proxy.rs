@@ -1206,3 +1206,109 @@ async fn a_restarted_proxy_applies_missed_revocations_before_serving() {
     );
     pb.shutdown(Duration::from_secs(5)).await;
 }
+
+/// POSTs `body` to the admin listener; returns status, `x-request-id` and
+/// the JSON answer.
+async fn admin_post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Option<String>, Value) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            Request::post(path)
+                .header("host", "127.0.0.1")
+                .header("content-type", "application/json")
+                .header("x-request-id", "req-7")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        id,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Each proxy answers AuthZEN on its admin listener from the bundle and
+/// registry it enforces: the same decisions its inbound path makes, batch
+/// semantics per the spec, malformed requests refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_answers_authzen_from_the_enforced_bundle() {
+    let world = World::new(Duration::from_secs(600)).await;
+    let pb = world.proxy("b", None).await;
+    let ask = |subject: &str, action: &str| {
+        json!({
+            "subject": {"type": "agent", "id": subject},
+            "action": {"name": action},
+            "resource": {"type": "agent", "id": "b"},
+        })
+    };
+    let (status, id, body) = admin_post(pb.admin, "/access/v1/evaluation", &ask("a", "GET")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(id.as_deref(), Some("req-7"));
+    assert_eq!(body["decision"], true);
+    assert_eq!(body["context"]["policies"], json!(["a-calls-b"]));
+    // The version of what the engine runs: the bundle plus Ward's built-in
+    // quarantine policy.
+    assert_eq!(
+        body["context"]["policy_version"],
+        pb.shared
+            .compiled()
+            .engine
+            .as_ref()
+            .unwrap()
+            .policy_version()
+            .to_string()
+    );
+    // The forbid wins, with its reason; an unknown caller is denied.
+    let (_, _, body) = admin_post(pb.admin, "/access/v1/evaluation", &ask("a", "DELETE")).await;
+    assert_eq!(body["decision"], false);
+    assert_eq!(body["context"]["reason_admin"]["en"], "nobody deletes on b");
+    let (_, _, body) = admin_post(pb.admin, "/access/v1/evaluation", &ask("c", "GET")).await;
+    assert_eq!(body["decision"], false);
+
+    let batch = json!({
+        "resource": {"type": "agent", "id": "b"},
+        "subject": {"type": "agent", "id": "a"},
+        "evaluations": [
+            {"action": {"name": "GET"}},
+            {"action": {"name": "DELETE"}},
+            {"action": {"name": "POST"}},
+        ],
+        "options": {"evaluations_semantic": "deny_on_first_deny"},
+    });
+    let (status, _, body) = admin_post(pb.admin, "/access/v1/evaluations", &batch).await;
+    assert_eq!(status, 200, "{body}");
+    let decisions: Vec<&Value> = body["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["decision"])
+        .collect();
+    assert_eq!(
+        decisions,
+        [&json!(true), &json!(false)],
+        "stops at the deny"
+    );
+
+    let (status, _, body) = admin_post(
+        pb.admin,
+        "/access/v1/evaluation",
+        &json!({"subject": {"type": "agent", "id": "a"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let config = http_get(pb.admin, "/.well-known/authzen-configuration").await;
+    assert!(config.contains("/access/v1/evaluations"), "{config}");
+    pb.shutdown(Duration::from_secs(5)).await;
+}
