@@ -156,22 +156,8 @@ impl CertificateAuthority {
         let root_cert = root_params
             .self_signed(root_key.rcgen())
             .map_err(|e| CaError::Signing(e.to_string()))?;
-        let root_issuer = Issuer::new(root_params, RcgenSigner(&root_key));
-
-        let intermediate_key = Arc::new(PrivateKey::generate(options.algorithm)?);
-        let mut int_params =
-            ca_params(trust_domain, "intermediate", now, options.intermediate_ttl)?;
-        int_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        int_params.use_authority_key_identifier_extension = true;
-        let int_cert = int_params
-            .signed_by(intermediate_key.rcgen(), &root_issuer)
-            .map_err(|e| CaError::Signing(e.to_string()))?;
-        let ca = Self::from_parts(
-            trust_domain.clone(),
-            root_cert.der().clone(),
-            int_cert.der().clone(),
-            intermediate_key.clone(),
-        )?;
+        let (ca, intermediate_key) =
+            Self::new_intermediate(trust_domain, &root_cert.der().clone(), &root_key, options)?;
         Ok(GeneratedCa {
             ca,
             root_key,

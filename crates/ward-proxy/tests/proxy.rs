@@ -590,6 +590,27 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
     }
 }
 
+/// A certificate chain and key for `agent`, signed directly by the CA that
+/// `ward server init` made (outside enrollment, so the registry never saw
+/// it; after a CA rotation that is the retired authority).
+fn mint(
+    world: &World,
+    agent: &str,
+    ttl: Duration,
+) -> (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    let (ca, _) = world.dir.load_ca().unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let id = ca.trust_domain().agent_id(&AgentName::new(agent).unwrap());
+    let csr = ward_identity::csr::create(&key, &id).unwrap();
+    let svid = ca
+        .sign_csr(csr.as_ref(), &id, ttl, time::OffsetDateTime::now_utc())
+        .unwrap();
+    (svid.chain().to_vec(), key.to_pkcs8_der())
+}
+
 /// Presents `chain`/`key` to `addr` and tries one HTTP/1.1 request; returns
 /// what came back, or why nothing did.
 async fn tls_probe(
@@ -636,16 +657,7 @@ async fn foreign_expired_and_plaintext_peers_are_refused_and_audited() {
 
     // Control: a valid SVID for `a`, from the real CA, gets an HTTP answer
     // (a policy decision), so the refusals below are about the certificate.
-    let (ca, _) = world.dir.load_ca().unwrap();
-    let mint = |ttl: Duration| {
-        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        let id = ca.trust_domain().agent_id(&AgentName::new("a").unwrap());
-        let csr = ward_identity::csr::create(&key, &id).unwrap();
-        let svid = ca
-            .sign_csr(csr.as_ref(), &id, ttl, time::OffsetDateTime::now_utc())
-            .unwrap();
-        (svid.chain().to_vec(), key.to_pkcs8_der())
-    };
+    let mint = |ttl: Duration| mint(&world, "a", ttl);
     let (chain, key) = mint(Duration::from_secs(600));
     let answer = tls_probe(pb.inbound, chain, key).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -1124,22 +1136,9 @@ async fn ca_rotation_to_a_new_root_under_load_fails_no_request() {
     eprintln!("{ok} requests through the CA rotation, none failed");
 
     // The retired root's certificates no longer get through.
-    let (old_ca, _) = world.dir.load_ca().unwrap();
-    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let id = old_ca
-        .trust_domain()
-        .agent_id(&AgentName::new("a").unwrap());
-    let csr = ward_identity::csr::create(&key, &id).unwrap();
-    let stale = old_ca
-        .sign_csr(
-            csr.as_ref(),
-            &id,
-            Duration::from_secs(600),
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+    let (chain, key) = mint(&world, "a", Duration::from_secs(600));
     let before = handshake_denials(&pb).len();
-    let refused = tls_probe(pb.inbound, stale.chain().to_vec(), key.to_pkcs8_der()).await;
+    let refused = tls_probe(pb.inbound, chain, key).await;
     assert!(
         !refused.as_ref().is_ok_and(|a| a.starts_with("HTTP/")),
         "{refused:?}"
@@ -1187,19 +1186,8 @@ async fn a_restarted_proxy_applies_missed_revocations_before_serving() {
 
     // A still-valid certificate of a, presented straight to b's inbound
     // port, gets no HTTP answer from b's app.
-    let (ca, _) = world.dir.load_ca().unwrap();
-    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let id = ca.trust_domain().agent_id(&AgentName::new("a").unwrap());
-    let csr = ward_identity::csr::create(&key, &id).unwrap();
-    let svid = ca
-        .sign_csr(
-            csr.as_ref(),
-            &id,
-            Duration::from_secs(600),
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-    let answer = tls_probe(pb.inbound, svid.chain().to_vec(), key.to_pkcs8_der()).await;
+    let (chain, key) = mint(&world, "a", Duration::from_secs(600));
+    let answer = tls_probe(pb.inbound, chain, key).await;
     assert!(
         !answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 200")),
         "{answer:?}"

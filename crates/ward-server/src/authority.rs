@@ -396,21 +396,9 @@ impl Authorities {
     /// Refreshes after every store change until `watch` signals.
     pub fn follow(self: &Arc<Self>, store: Store, watch: Watch) {
         let this = Arc::clone(self);
-        let mut changes = store.subscribe();
-        tokio::spawn(async move {
-            let shutdown = watch.signaled();
-            tokio::pin!(shutdown);
-            loop {
-                tokio::select! {
-                    _ = &mut shutdown => return,
-                    received = changes.recv() => {
-                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = received {
-                            return;
-                        }
-                    }
-                }
-                tokio::time::sleep(REFRESH_DELAY).await;
-                while changes.try_recv().is_ok() {}
+        store.clone().on_changes(watch, REFRESH_DELAY, move || {
+            let (this, store) = (Arc::clone(&this), store.clone());
+            async move {
                 if let Err(e) = this.refresh(&store).await {
                     tracing::error!(error = %e, "CA authorities not refreshed; keeping the previous bundle");
                 }

@@ -219,24 +219,11 @@ impl Pdp {
     /// Keeps the entities current until `watch` signals shutdown.
     pub fn follow(self: &Arc<Self>, store: Store, watch: ward_core::drain::Watch) {
         let pdp = Arc::clone(self);
-        let mut changes = store.subscribe();
-        tokio::spawn(async move {
-            let shutdown = watch.signaled();
-            tokio::pin!(shutdown);
-            loop {
-                tokio::select! {
-                    _ = &mut shutdown => return,
-                    received = changes.recv() => {
-                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = received {
-                            return;
-                        }
-                    }
-                }
-                // A rebuild reads the whole registry, so a burst of changes
-                // (bulk registration) is coalesced: at most one rebuild per
-                // REFRESH_INTERVAL, always covering the latest change.
-                tokio::time::sleep(REFRESH_INTERVAL).await;
-                while changes.try_recv().is_ok() {}
+        // A rebuild reads the whole registry: at most one per
+        // REFRESH_INTERVAL, always covering the latest change.
+        store.clone().on_changes(watch, REFRESH_INTERVAL, move || {
+            let (pdp, store) = (Arc::clone(&pdp), store.clone());
+            async move {
                 if let Err(e) = pdp.refresh(&store).await {
                     tracing::error!(error = %e, "policy entities not refreshed; deciding on the previous snapshot");
                 }

@@ -206,6 +206,39 @@ impl Store {
         self.changes.subscribe()
     }
 
+    /// Runs `refresh` after every burst of commits until `watch` signals:
+    /// a burst (bulk registration) is coalesced into one run at most every
+    /// `delay`, always covering the latest commit. For state derived from
+    /// the whole store (policy entities, CA authorities).
+    pub fn on_changes<F, Fut>(
+        &self,
+        watch: ward_core::drain::Watch,
+        delay: Duration,
+        mut refresh: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let mut changes = self.subscribe();
+        tokio::spawn(async move {
+            let shutdown = watch.signaled();
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    received = changes.recv() => {
+                        if let Err(broadcast::error::RecvError::Closed) = received {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                while changes.try_recv().is_ok() {}
+                refresh().await;
+            }
+        });
+    }
+
     /// On PostgreSQL, forwards every replica's `NOTIFY` to [`Store::subscribe`]
     /// until `watch` signals shutdown. A no-op on SQLite (one process).
     pub async fn listen(
