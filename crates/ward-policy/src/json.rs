@@ -37,6 +37,14 @@ pub fn uid(type_name: &str, id: &str) -> Result<EntityUid, ContextError> {
 }
 
 /// A request whose context comes from JSON, validated against `schema`.
+///
+/// The JSON is read once, into the context that will be evaluated, and it
+/// is that context Cedar validates — not a second reading of the JSON by
+/// Cedar's own parser, which (schema-directed) would accept implicit
+/// entity and extension forms that the evaluated context would hold as
+/// plain strings. One reading, no differential; and no trip through
+/// Cedar's untagged JSON decoding, which built and threw away an error per
+/// value (it dominated AuthZEN profiles).
 pub fn request(
     schema: &Schema,
     principal: EntityUid,
@@ -44,17 +52,6 @@ pub fn request(
     resource: EntityUid,
     context: &serde_json::Value,
 ) -> Result<Request, ContextError> {
-    let cedar_context =
-        cedar_policy::Context::from_json_value(context.clone(), Some((schema.cedar(), &action)))
-            .map_err(|e| ContextError::new(format!("context: {e}")))?;
-    cedar_policy::Request::new(
-        principal.clone(),
-        action.clone(),
-        resource.clone(),
-        cedar_context,
-        Some(schema.cedar()),
-    )
-    .map_err(|e| ContextError::new(e.to_string()))?;
     let serde_json::Value::Object(fields) = context else {
         return Err(ContextError::new(
             "context must be a JSON object".to_owned(),
@@ -63,13 +60,18 @@ pub fn request(
     let context = fields
         .iter()
         .map(|(k, v)| Ok((k.clone(), value(v)?)))
-        .collect::<Result<BTreeMap<_, _>, ContextError>>()?;
-    Ok(Request::new(
-        principal,
-        action,
-        resource,
-        context.into_iter().collect::<Context>(),
-    ))
+        .collect::<Result<BTreeMap<_, _>, ContextError>>()?
+        .into_iter()
+        .collect::<Context>();
+    cedar_policy::Request::new(
+        principal.clone(),
+        action.clone(),
+        resource.clone(),
+        context.to_cedar_context()?,
+        Some(schema.cedar()),
+    )
+    .map_err(|e| ContextError::new(format!("context: {e}")))?;
+    Ok(Request::new(principal, action, resource, context))
 }
 
 /// A Ward value from Cedar's JSON value syntax: `{"__entity": {"type",
@@ -180,5 +182,25 @@ mod tests {
             Value::Entity(uid("Agent", "x").unwrap())
         );
         assert!(matches!(value(&json!({"a": 1})).unwrap(), Value::Record(_)));
+    }
+
+    /// What is validated is what is evaluated: an extension or entity value
+    /// must be written explicitly (`__extn`, `__entity`); the implicit form
+    /// Cedar's schema-directed parser would accept is refused, because the
+    /// evaluated context would hold it as a plain string.
+    #[test]
+    fn the_validated_context_is_the_evaluated_one() {
+        let schema = Schema::with_fragments([(
+            "probe.cedarschema",
+            r#"action "probe" appliesTo { principal: [Agent], resource: [Agent], context: { addr: ipaddr } };"#,
+        )])
+        .unwrap();
+        let a = parse_uid(r#"Agent::"a""#).unwrap();
+        let probe = parse_uid(r#"Action::"probe""#).unwrap();
+        let implicit = json!({"addr": "10.0.0.1"});
+        assert!(request(&schema, a.clone(), probe.clone(), a.clone(), &implicit).is_err());
+        let explicit = json!({"addr": {"__extn": {"fn": "ip", "arg": "10.0.0.1"}}});
+        let r = request(&schema, a.clone(), probe, a, &explicit).unwrap();
+        assert_eq!(r.context.get("addr"), Some(&Value::Ip("10.0.0.1".into())));
     }
 }
