@@ -105,30 +105,17 @@ pub(crate) async fn renew(
         tracing::info!(admin = %peer.spiffe_id, serial = %svid.leaf().serial, "admin SVID renewed");
         return respond(&state, &svid);
     }
-    let name = peer.spiffe_id.agent_name().ok_or_else(|| {
-        ApiError::Forbidden(format!("{} is not an agent identity", peer.spiffe_id))
-    })?;
-    let refuse = |reason: String| {
-        tracing::warn!(peer = %peer.spiffe_id, serial = %peer.serial, %reason, "renewal refused");
-        ApiError::Refused(reason)
+    // A refused renewal is an attempt to extend a credential that should
+    // not live on (revoked, retired, unknown): refused and logged in the
+    // audit log, naming the caller.
+    let (name, agent) = match renewable(&state, &peer).await? {
+        Ok(found) => found,
+        Err(reason) => {
+            tracing::warn!(peer = %peer.spiffe_id, serial = %peer.serial, %reason, "renewal refused");
+            super::audit::audit_refusal(&state, &peer, "svid/renew", &reason).await;
+            return Err(ApiError::Refused(reason));
+        }
     };
-    let agent = state
-        .store
-        .agent(&name)
-        .await?
-        .ok_or_else(|| refuse(format!("agent {name} is not registered")))?;
-    if !agent.status.may_renew() {
-        return Err(refuse(format!(
-            "agent {name} is {}; renewal refused",
-            agent.status
-        )));
-    }
-    if state.store.is_revoked(&name, peer.serial.as_str()).await? {
-        return Err(refuse(format!(
-            "the certificate {} is revoked; renewal refused",
-            peer.serial
-        )));
-    }
     let svid = sign(&state, &csr, &peer.spiffe_id, Some(name), state.svid_ttl)
         .await
         .map_err(|e| {
@@ -137,6 +124,32 @@ pub(crate) async fn renew(
         })?;
     record_endpoint(&state, &agent, req.endpoint.as_deref()).await?;
     respond(&state, &svid)
+}
+
+/// The agent `peer` may renew as, or why it may not.
+async fn renewable(
+    state: &AppState,
+    peer: &ward_identity::PeerIdentity,
+) -> Result<Result<(ward_core::AgentName, crate::store::Agent), String>, ApiError> {
+    let Some(name) = peer.spiffe_id.agent_name() else {
+        return Ok(Err(format!("{} is not an agent identity", peer.spiffe_id)));
+    };
+    let Some(agent) = state.store.agent(&name).await? else {
+        return Ok(Err(format!("agent {name} is not registered")));
+    };
+    if !agent.status.may_renew() {
+        return Ok(Err(format!(
+            "agent {name} is {}; renewal refused",
+            agent.status
+        )));
+    }
+    if state.store.is_revoked(&name, peer.serial.as_str()).await? {
+        return Ok(Err(format!(
+            "the certificate {} is revoked; renewal refused",
+            peer.serial
+        )));
+    }
+    Ok(Ok((name, agent)))
 }
 
 /// Refuses an endpoint that is not `host:port`, before anything is spent.

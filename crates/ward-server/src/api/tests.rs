@@ -354,6 +354,23 @@ async fn renewal_refusals() {
         body["detail"].as_str().unwrap().contains("retired")
             || body["detail"].as_str().unwrap().contains("revoked")
     );
+    // Each refused renewal is in the audit log, naming the caller and why.
+    let refusals: Vec<_> = audit::log_entries(&h)
+        .into_iter()
+        .filter(|r| r.action == "svid/renew")
+        .collect();
+    assert!(refusals.len() >= 2, "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r.principal.as_ref() == Some(svid.spiffe_id()))
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r.reasons.iter().any(|reason| reason.contains("revoked"))),
+        "{refusals:?}"
+    );
 }
 
 #[tokio::test]
