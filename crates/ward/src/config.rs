@@ -210,30 +210,29 @@ fn read_checked<T>(
 
 /// Checks config text for `ward server run`; every problem at once.
 pub(crate) fn parse(text: &str) -> Result<ServerFile, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut out = ServerFile::default();
-    if document(text, "server", &mut problems)? {
-        match typed::<ServerDoc>(text, "server") {
-            Ok(doc) => {
-                if let Some(table) = doc.server {
-                    server_table(text, &table, &mut out, &mut problems);
-                }
-            }
-            Err(problem) => problems.push(problem),
-        }
-    }
-    finish(out, problems)
+    parse_table(text, "server", |d: ServerDoc| d.server, server_table)
 }
 
 /// Checks config text for `ward proxy run`; every problem at once.
 pub(crate) fn parse_proxy(text: &str) -> Result<ProxyFile, Vec<Problem>> {
+    parse_table(text, "proxy", |d: ProxyDoc| d.proxy, proxy_table)
+}
+
+/// The shared pipeline: syntax and top level, then the command's own table
+/// read with positions and checked key by key.
+fn parse_table<D: serde::de::DeserializeOwned, T: Default>(
+    text: &str,
+    own: &str,
+    table_of: impl FnOnce(D) -> Option<Table>,
+    check: fn(&str, &Table, &mut T, &mut Vec<Problem>),
+) -> Result<T, Vec<Problem>> {
     let mut problems = Vec::new();
-    let mut out = ProxyFile::default();
-    if document(text, "proxy", &mut problems)? {
-        match typed::<ProxyDoc>(text, "proxy") {
+    let mut out = T::default();
+    if document(text, own, &mut problems)? {
+        match typed::<D>(text, own) {
             Ok(doc) => {
-                if let Some(table) = doc.proxy {
-                    proxy_table(text, &table, &mut out, &mut problems);
+                if let Some(table) = table_of(doc) {
+                    check(text, &table, &mut out, &mut problems);
                 }
             }
             Err(problem) => problems.push(problem),

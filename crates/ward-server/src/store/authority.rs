@@ -163,12 +163,7 @@ impl Store {
     ) -> Result<(u64, Vec<AuthorityRow>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let rev = next_revision(&mut tx).await?;
-        let rows: Vec<AuthorityRow> = sqlx::query(SELECT)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(row_to_authority)
-            .collect::<Result<_, _>>()?;
+        let rows = rows_in(&mut tx).await?;
         let find = |id: &str| {
             rows.iter().find(|r| r.id == id).ok_or_else(|| {
                 StoreError::Authority(format!("no CA authority {id}; `ward ca status` lists them"))
@@ -254,12 +249,7 @@ impl Store {
                 id.clone()
             }
         };
-        let after: Vec<AuthorityRow> = sqlx::query(SELECT)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(row_to_authority)
-            .collect::<Result<_, _>>()?;
+        let after = rows_in(&mut tx).await?;
         let payload = payload(&after).map_err(StoreError::Corrupt)?;
         self.commit_change(tx, rev, ChangeKind::Bundle, &subject, &payload, now)
             .await?;
@@ -281,6 +271,18 @@ impl Store {
             .map(|r| Ok((r.try_get("authority")?, to_u64(r.try_get("n")?))))
             .collect()
     }
+}
+
+/// Every authority as the transaction sees it.
+async fn rows_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<Vec<AuthorityRow>, StoreError> {
+    sqlx::query(SELECT)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(row_to_authority)
+        .collect()
 }
 
 async fn insert(
