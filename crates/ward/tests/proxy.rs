@@ -147,8 +147,18 @@ fn get(outbound: &str, target: &str) -> Option<(u16, String)> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.get(9..12)?.parse().ok()?;
-    let body = text.split("\r\n\r\n").nth(1)?.to_owned();
-    Some((status, body))
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    // A response cut short (a proxy killed mid-body) is not an answer: the
+    // caller sees the status line, then fewer bytes than announced.
+    let announced: Option<usize> = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse().ok())
+    });
+    if announced.is_some_and(|n| n != body.len()) {
+        return None;
+    }
+    Some((status, body.to_owned()))
 }
 
 /// Decision ids in the server's log, read from its entry bundles (partial
