@@ -51,7 +51,7 @@ pub use log::{CheckpointPolicy, Log, LogError};
 pub use nodes::{TileNodes, TileReadError};
 pub use note::{KeyName, NoteError, NoteSigner, NoteVerifier, SignedNote};
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
-pub use record::{AuditRecord, Decision, RecordError, RequestDigest};
+pub use record::{AuditRecord, Decision, RecordError, RequestDigest, RpcCall};
 pub use spool::{Batch, GroupCommit, Spool, SpoolError, SpoolOptions, SpoolStats};
 pub use store::fs::FsStore;
 pub use store::{MemoryStore, StoreError, TileStore};

@@ -26,8 +26,10 @@ use ward_core::SpiffeId;
 pub use self::fields::{BodyDigest, CertSerial, FieldError, MAX_UNIX_MILLIS, TraceId, UnixMillis};
 use crate::bundle::MAX_ENTRY_LEN;
 
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The newest schema version this build writes and reads. Version 1 records
+/// are still written for plain HTTP calls (so their bytes never changed);
+/// version 2 adds [`RpcCall`] for JSON-RPC (MCP, A2A) calls.
+pub const SCHEMA_VERSION: u64 = 2;
 /// Why a record could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -42,7 +44,7 @@ pub enum RecordError {
     NoVersion,
     /// A schema version this build does not know.
     #[error(
-        "audit record schema version {0} is not supported (this build reads version {SCHEMA_VERSION})"
+        "audit record schema version {0} is not supported (this build reads versions 1 to {SCHEMA_VERSION})"
     )]
     UnknownVersion(u64),
     /// The body does not match the schema of its version.
@@ -89,6 +91,24 @@ pub struct AuditRecord {
     pub peer_cert_serial: Option<CertSerial>,
     /// What was asked, without the body.
     pub request: RequestDigest,
+    /// The JSON-RPC call this decision was about (MCP, A2A), if any.
+    pub rpc: Option<RpcCall>,
+}
+
+/// One JSON-RPC call inside the request body: protocol, method, what it
+/// names, and a digest of its arguments (never the arguments).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcCall {
+    /// SHA-256 of the call's `params` as canonical JSON (sorted keys, no
+    /// whitespace); of `null` when it has none.
+    pub args_sha256: BodyDigest,
+    /// The JSON-RPC method as sent (`tools/call`, `SendMessage`, ...).
+    pub method: String,
+    /// `mcp` or `a2a`.
+    pub protocol: String,
+    /// The tool, skill, resource URI or prompt the call names, if any.
+    pub target: Option<String>,
 }
 
 /// Method, path and body digest of the request (never the body).
@@ -116,7 +136,14 @@ pub enum Decision {
 impl AuditRecord {
     /// The canonical bytes that go into the log.
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
-        let bytes = serde_json::to_vec(&WireV1::from(self)).map_err(RecordError::Encode)?;
+        let bytes = match &self.rpc {
+            None => serde_json::to_vec(&WireV1::from(self)),
+            Some(rpc) => serde_json::to_vec(&WireV2 {
+                rpc: rpc.clone(),
+                v1: WireV1::from(self),
+            }),
+        }
+        .map_err(RecordError::Encode)?;
         if bytes.len() > MAX_ENTRY_LEN {
             return Err(RecordError::TooLarge(bytes.len()));
         }
@@ -133,11 +160,20 @@ impl AuditRecord {
             .and_then(|o| o.get("v"))
             .and_then(serde_json::Value::as_u64)
             .ok_or(RecordError::NoVersion)?;
-        if v != SCHEMA_VERSION {
-            return Err(RecordError::UnknownVersion(v));
-        }
-        let wire: WireV1 = serde_json::from_slice(bytes).map_err(RecordError::Malformed)?;
-        let record = Self::from(wire);
+        let record = match v {
+            1 => {
+                Self::from(serde_json::from_slice::<WireV1>(bytes).map_err(RecordError::Malformed)?)
+            }
+            2 => {
+                let wire = WireV2::from(
+                    serde_json::from_slice::<WireV2Read>(bytes).map_err(RecordError::Malformed)?,
+                );
+                let mut record = Self::from(wire.v1);
+                record.rpc = Some(wire.rpc);
+                record
+            }
+            _ => return Err(RecordError::UnknownVersion(v)),
+        };
         let canonical = record.encode()?;
         if canonical != bytes {
             let offset = canonical
@@ -188,9 +224,62 @@ impl From<&AuditRecord> for WireV1 {
             resource: r.resource.clone(),
             time_ms: r.time,
             trace_id: r.trace_id,
-            v: SCHEMA_VERSION,
+            v: 1,
         }
     }
+}
+
+/// Schema v2: v1 plus `rpc`, always present. Serialized by hand so the key
+/// order stays lexicographic (`rpc` sorts between `resource` and `time_ms`).
+struct WireV2 {
+    rpc: RpcCall,
+    v1: WireV1,
+}
+
+impl Serialize for WireV2 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let w = &self.v1;
+        let mut st = s.serialize_struct("WireV2", 15)?;
+        st.serialize_field("action", &w.action)?;
+        st.serialize_field("decision", &w.decision)?;
+        st.serialize_field("decision_id", &w.decision_id)?;
+        st.serialize_field("peer_cert_serial", &w.peer_cert_serial)?;
+        st.serialize_field("policies", &w.policies)?;
+        st.serialize_field("policy_version", &w.policy_version)?;
+        st.serialize_field("principal", &w.principal)?;
+        st.serialize_field("proxy_id", &w.proxy_id)?;
+        st.serialize_field("reasons", &w.reasons)?;
+        st.serialize_field("request", &w.request)?;
+        st.serialize_field("resource", &w.resource)?;
+        st.serialize_field("rpc", &self.rpc)?;
+        st.serialize_field("time_ms", &w.time_ms)?;
+        st.serialize_field("trace_id", &w.trace_id)?;
+        st.serialize_field("v", &2u64)?;
+        st.end()
+    }
+}
+
+/// Schema v2 as read: every v1 field, `rpc` and `v`, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireV2Read {
+    action: String,
+    decision: Decision,
+    decision_id: String,
+    peer_cert_serial: Option<CertSerial>,
+    policies: Vec<String>,
+    policy_version: String,
+    principal: Option<SpiffeId>,
+    proxy_id: String,
+    reasons: Vec<String>,
+    request: RequestDigest,
+    resource: String,
+    rpc: RpcCall,
+    time_ms: UnixMillis,
+    trace_id: Option<TraceId>,
+    #[allow(dead_code, reason = "checked before this struct is read")]
+    v: u64,
 }
 
 impl From<WireV1> for AuditRecord {
@@ -209,6 +298,31 @@ impl From<WireV1> for AuditRecord {
             trace_id: w.trace_id,
             peer_cert_serial: w.peer_cert_serial,
             request: w.request,
+            rpc: None,
+        }
+    }
+}
+
+impl From<WireV2Read> for WireV2 {
+    fn from(w: WireV2Read) -> Self {
+        Self {
+            rpc: w.rpc,
+            v1: WireV1 {
+                action: w.action,
+                decision: w.decision,
+                decision_id: w.decision_id,
+                peer_cert_serial: w.peer_cert_serial,
+                policies: w.policies,
+                policy_version: w.policy_version,
+                principal: w.principal,
+                proxy_id: w.proxy_id,
+                reasons: w.reasons,
+                request: w.request,
+                resource: w.resource,
+                time_ms: w.time_ms,
+                trace_id: w.trace_id,
+                v: 1,
+            },
         }
     }
 }

@@ -95,6 +95,7 @@ pub fn entities_json_with<'a>(
             "attrs": attrs,
             "parents": parents,
         }));
+        declared_children(name, &a.labels, &mut out);
     }
     for name in admins {
         out.push(json!({
@@ -113,6 +114,52 @@ pub fn entities_json_with<'a>(
         "parents": [],
     }));
     Value::Array(out)
+}
+
+/// `Tool` and `Skill` entities an agent declares with labels
+/// `tool.<name>.risk`, `tool.<name>.classification` and `skill.<name>.risk`:
+/// children of their agent, so `resource in Agent::"b"` covers them. A risk
+/// that is not 0..3 (or a tier name) counts as 3, like agent risk tiers,
+/// so a typo cannot lower it or break the entity store.
+fn declared_children(agent: &str, labels: &BTreeMap<String, String>, out: &mut Vec<Value>) {
+    let mut children: BTreeMap<(&str, &str), serde_json::Map<String, Value>> = BTreeMap::new();
+    for (key, value) in labels {
+        let Some((kind, rest)) = key.split_once('.') else {
+            continue;
+        };
+        let kind = match kind {
+            "tool" => "Tool",
+            "skill" => "Skill",
+            _ => continue,
+        };
+        let Some((child, attr)) = rest.rsplit_once('.') else {
+            continue;
+        };
+        if child.is_empty() {
+            continue;
+        }
+        let attrs = children.entry((kind, child)).or_default();
+        match attr {
+            "risk" => {
+                attrs.insert(attr.into(), json!(risk_tier(Some(value))));
+            }
+            "classification" if kind == "Tool" => {
+                attrs.insert(attr.into(), json!(value));
+            }
+            _ => {}
+        }
+    }
+    for ((kind, child), mut attrs) in children {
+        attrs.insert(
+            "owner".into(),
+            json!({"__entity": {"type": "Agent", "id": agent}}),
+        );
+        out.push(json!({
+            "uid": {"type": kind, "id": format!("{agent}/{child}")},
+            "attrs": attrs,
+            "parents": [{"type": "Agent", "id": agent}],
+        }));
+    }
 }
 
 /// [`entities_json`] checked against `schema`.
@@ -170,5 +217,51 @@ mod tests {
         let segment = crate::json::uid("Segment", crate::schema::QUARANTINE_SEGMENT).unwrap();
         assert!(store.is_in(&crate::json::uid("Agent", "q").unwrap(), &segment));
         assert!(!store.is_in(&crate::json::uid("Agent", "ok").unwrap(), &segment));
+    }
+
+    #[test]
+    fn labels_declare_tools_and_skills_under_their_agent() {
+        let schema = Schema::ward().unwrap();
+        let a = RegistryAttributes {
+            labels: BTreeMap::from([
+                ("tool.delete_records.risk".into(), "3".into()),
+                (
+                    "tool.delete_records.classification".into(),
+                    "restricted".into(),
+                ),
+                ("tool.search.risk".into(), "low".into()),
+                ("tool.typo.risk".into(), "harmless".into()),
+                ("skill.wire_funds.risk".into(), "high".into()),
+                ("tool..risk".into(), "0".into()),
+                ("env".into(), "prod".into()),
+            ]),
+            ..Default::default()
+        };
+        let store = entities(&schema, [("tools", &a)], []).unwrap();
+        let owner = crate::json::uid("Agent", "tools").unwrap();
+        for (kind, id) in [
+            ("Tool", "tools/delete_records"),
+            ("Tool", "tools/search"),
+            ("Tool", "tools/typo"),
+            ("Skill", "tools/wire_funds"),
+        ] {
+            let uid = crate::json::uid(kind, id).unwrap();
+            assert!(store.is_in(&uid, &owner), "{kind}::{id} is under its agent");
+        }
+        let json = entities_json([("tools", &a)], []).to_string();
+        assert!(json.contains(r#""classification":"restricted""#), "{json}");
+        assert!(
+            !json.contains(r#""id":"tools/""#),
+            "an empty tool name declares nothing"
+        );
+        // An unparsable risk counts as the riskiest.
+        let typo = entities_json([("tools", &a)], [])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["uid"]["id"] == "tools/typo")
+            .cloned()
+            .unwrap();
+        assert_eq!(typo["attrs"]["risk"], 3);
     }
 }

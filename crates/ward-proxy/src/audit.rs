@@ -50,6 +50,8 @@ pub struct Facts {
     pub path: String,
     /// SHA-256 of the request body (`None`: no body was read).
     pub body: Option<BodyDigest>,
+    /// The JSON-RPC call decided (MCP, A2A).
+    pub rpc: Option<ward_audit::RpcCall>,
 }
 
 impl AuditSink {
@@ -119,6 +121,7 @@ impl AuditSink {
                 method: f.method.clone(),
                 path: f.path.clone(),
             },
+            rpc: f.rpc.clone(),
         })
     }
 

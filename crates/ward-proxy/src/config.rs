@@ -29,6 +29,9 @@ pub struct ProxyConfig {
     pub join_token: Option<String>,
     /// The local app (`host:port`, plain HTTP).
     pub upstream: String,
+    /// How the app's traffic is read (MCP, A2A, plain HTTP); `None`: from
+    /// the agent's `protocol` label in the registry, else plain HTTP.
+    pub protocol: Option<crate::rpc::Protocol>,
     /// Gateway mode: further agents this proxy fronts on its inbound
     /// listener, each with its own identity and app.
     pub routes: Vec<Route>,
@@ -59,6 +62,8 @@ pub struct Route {
     pub agent: AgentName,
     /// Its app (`host:port`).
     pub upstream: String,
+    /// How its traffic is read; `None`: from the registry label.
+    pub protocol: Option<crate::rpc::Protocol>,
     /// Its join token, until it has enrolled.
     pub join_token: Option<String>,
 }

@@ -28,6 +28,7 @@ use crate::audit::Facts;
 use crate::config::AuditFull;
 use crate::http::{self, Body};
 use crate::identity::Identity;
+use crate::rpc::{Protocol, Visibility};
 use crate::{Shared, now_secs};
 
 /// Longest TLS handshake accepted.
@@ -38,6 +39,9 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub struct Upstream {
     client: Client<HttpConnector, Body>,
     authority: String,
+    /// How its traffic is read; `None`: from the agent's `protocol` label
+    /// in the registry, else plain HTTP.
+    protocol: Option<Protocol>,
 }
 
 impl Upstream {
@@ -53,7 +57,15 @@ impl Upstream {
         Self {
             client,
             authority: authority.to_owned(),
+            protocol: None,
         }
+    }
+
+    /// Reads this app's traffic as `protocol` whatever the registry says.
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: Option<Protocol>) -> Self {
+        self.protocol = protocol;
+        self
     }
 }
 
@@ -392,54 +404,105 @@ pub async fn handle(
         );
         return deny(shared, &mut facts, r, started).await;
     };
-    let request = match cedar_request(fronted.identity, &agent, &facts) {
-        Ok(r) => r,
-        Err(e) => {
-            let r = refuse(StatusCode::FORBIDDEN, "bad-request-entity", e);
+    let protocol = fronted.upstream.protocol.unwrap_or_else(|| {
+        compiled
+            .view
+            .agents
+            .get(fronted.identity.agent.as_str())
+            .and_then(|a| a.attributes.labels.get("protocol"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default()
+    });
+    let base = base_context(&facts);
+    let mut filter = None;
+    if protocol != Protocol::Http && parts.method == hyper::Method::POST {
+        match crate::rpc_inbound::decide(
+            shared,
+            engine,
+            protocol,
+            fronted.identity.agent.as_str(),
+            &agent,
+            &mut facts,
+            &parts.headers,
+            &bytes,
+            base.clone(),
+            started,
+        )
+        .await
+        {
+            Ok(list_ids) => {
+                if !list_ids.is_empty() {
+                    filter = Some(Filter::Answers(
+                        Visibility::new(
+                            Arc::clone(engine),
+                            agent.as_str(),
+                            fronted.identity.agent.as_str(),
+                            protocol,
+                            base,
+                        ),
+                        list_ids,
+                    ));
+                }
+            }
+            Err(resp) => return resp,
+        }
+    } else {
+        let action = match protocol {
+            Protocol::A2a
+                if parts.method == hyper::Method::GET
+                    && crate::rpc::is_agent_card_path(&facts.path) =>
+            {
+                filter = Some(Filter::Card(Visibility::new(
+                    Arc::clone(engine),
+                    agent.as_str(),
+                    fronted.identity.agent.as_str(),
+                    protocol,
+                    base.clone(),
+                )));
+                "agent/card".to_owned()
+            }
+            Protocol::Mcp if parts.method == hyper::Method::GET => "mcp/stream".to_owned(),
+            Protocol::Mcp if parts.method == hyper::Method::DELETE => "mcp/end-session".to_owned(),
+            _ => facts.method.clone(),
+        };
+        facts.action = format!("Action::{action:?}");
+        let context = if protocol == Protocol::Http {
+            base
+        } else {
+            base.with("protocol", protocol.as_str())
+        };
+        let request = match cedar_request(fronted.identity, &agent, &action, context) {
+            Ok(r) => r,
+            Err(e) => {
+                let r = refuse(StatusCode::FORBIDDEN, "bad-request-entity", e);
+                return deny(shared, &mut facts, r, started).await;
+            }
+        };
+        let decision = engine.decide(&request);
+        record_decision(&mut facts, &decision);
+        if !decision.is_allowed() {
+            let detail = if facts.reasons.is_empty() {
+                format!(
+                    "no policy permits {agent} to {} {}",
+                    facts.method, facts.path
+                )
+            } else {
+                facts.reasons.join("; ")
+            };
+            let r = refuse(StatusCode::FORBIDDEN, "denied", detail);
             return deny(shared, &mut facts, r, started).await;
         }
-    };
-    let decision = engine.decide(&request);
-    facts.policies = decision
-        .policies()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    facts.reasons = decision.reasons().iter().map(ToString::to_string).collect();
-    facts.reasons.extend(
-        decision
-            .errors()
-            .iter()
-            .map(|e| format!("policy {} errored: {}", e.policy, e.message)),
-    );
-    facts.policy_version = decision.policy_version().to_string();
-    if !decision.is_allowed() {
-        let detail = if facts.reasons.is_empty() {
-            format!(
-                "no policy permits {agent} to {} {}",
-                facts.method, facts.path
-            )
-        } else {
-            facts.reasons.join("; ")
-        };
-        let r = refuse(StatusCode::FORBIDDEN, "denied", detail);
-        return deny(shared, &mut facts, r, started).await;
-    }
-    if let Err(e) = shared.audit.write(&facts, true).await {
-        shared.metrics.audit_failures.inc();
-        tracing::error!(error = %e, decision_id = %facts.decision_id, "audit record not written");
-        if shared.config.audit_full == AuditFull::FailClosed {
-            shared.metrics.request("inbound", "deny", "audit");
-            return http::problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit-unavailable",
-                "the decision could not be audited, so the request is refused (fail closed)",
-                json!({"decision_id": facts.decision_id}),
-            );
+        if let Err(resp) = audit_allowed(shared, &facts).await {
+            return resp;
         }
     }
     shared.metrics.decision(started.elapsed().as_secs_f64());
     shared.metrics.request("inbound", "allow", "policy");
+    if filter.is_some() {
+        // The answer is filtered before the caller sees it: it must arrive
+        // in a form the proxy can read.
+        parts.headers.remove(header::ACCEPT_ENCODING);
+    }
 
     // Forward.
     http::strip(&mut parts.headers);
@@ -498,6 +561,17 @@ pub async fn handle(
             let (mut parts, body) = resp.into_parts();
             let accepted = parts.headers.get(header::UPGRADE).cloned();
             http::strip(&mut parts.headers);
+            if let Some(filter) = filter {
+                let body = body.map_err(|e| Box::new(e) as http::BoxError).boxed();
+                return crate::rpc_inbound::filtered(
+                    filter,
+                    parts,
+                    body,
+                    limits.max_body_bytes,
+                    &facts.decision_id,
+                )
+                .await;
+            }
             if let (Some(client), Some(upstream), Some(value)) =
                 (client_upgrade, upstream_upgrade, accepted)
             {
@@ -533,26 +607,87 @@ pub async fn handle(
     }
 }
 
-fn cedar_request(
-    fronted: &Identity,
-    caller: &ward_core::AgentName,
-    facts: &Facts,
-) -> Result<ward_policy::Request, String> {
-    let uid = |t: &str, id: &str| ward_policy::json::uid(t, id).map_err(|e| e.to_string());
+/// The context every inbound decision starts from.
+pub(crate) fn base_context(facts: &Facts) -> Context {
     let now = time::OffsetDateTime::now_utc();
-    let context = Context::new()
+    Context::new()
         .with("time", now.unix_timestamp())
         .with("hour", i64::from(now.hour()))
         .with("method", facts.method.as_str())
         .with("path", facts.path.as_str())
         .with("data_labels", Value::Set(Vec::new()))
-        .with("risk_score", 0i64);
+        .with("risk_score", 0i64)
+}
+
+pub(crate) fn cedar_request(
+    fronted: &Identity,
+    caller: &ward_core::AgentName,
+    action: &str,
+    context: Context,
+) -> Result<ward_policy::Request, String> {
+    cedar_request_for(caller, action, ("Agent", fronted.agent.as_str()), context)
+}
+
+pub(crate) fn cedar_request_for(
+    caller: &ward_core::AgentName,
+    action: &str,
+    (kind, id): (&str, &str),
+    context: Context,
+) -> Result<ward_policy::Request, String> {
+    let uid = |t: &str, id: &str| ward_policy::json::uid(t, id).map_err(|e| e.to_string());
     Ok(ward_policy::Request::new(
         uid("Agent", caller.as_str())?,
-        uid("Action", &facts.method)?,
-        uid("Agent", fronted.agent.as_str())?,
+        uid("Action", action)?,
+        uid(kind, id)?,
         context,
     ))
+}
+
+/// Copies the decision's policies, reasons, errors and version into the
+/// audit facts.
+pub(crate) fn record_decision(facts: &mut Facts, decision: &ward_policy::Decision) {
+    facts.policies = decision
+        .policies()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    facts.reasons = decision.reasons().iter().map(ToString::to_string).collect();
+    facts.reasons.extend(
+        decision
+            .errors()
+            .iter()
+            .map(|e| format!("policy {} errored: {}", e.policy, e.message)),
+    );
+    facts.policy_version = decision.policy_version().to_string();
+}
+
+/// Writes the record of an allowed call; if it cannot be written and the
+/// proxy fails closed, the answer that refuses the call.
+pub(crate) async fn audit_allowed(shared: &Shared, facts: &Facts) -> Result<(), Response<Body>> {
+    if let Err(e) = shared.audit.write(facts, true).await {
+        shared.metrics.audit_failures.inc();
+        tracing::error!(error = %e, decision_id = %facts.decision_id, "audit record not written");
+        if shared.config.audit_full == AuditFull::FailClosed {
+            shared.metrics.request("inbound", "deny", "audit");
+            return Err(http::problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit-unavailable",
+                "the decision could not be audited, so the request is refused (fail closed)",
+                json!({"decision_id": facts.decision_id}),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What is done to an allowed call's answer before the caller sees it.
+#[derive(Debug)]
+pub(crate) enum Filter {
+    /// Answers to these request ids keep only what the caller may use:
+    /// MCP `tools/list` results, A2A extended agent cards.
+    Answers(Visibility, Vec<serde_json::Value>),
+    /// A2A: the agent card keeps only the skills the caller may use.
+    Card(Visibility),
 }
 
 /// Why a request is refused before or by policy.
@@ -569,7 +704,12 @@ pub struct Refusal {
 }
 
 /// Audits and answers a refusal.
-async fn deny(shared: &Shared, facts: &mut Facts, r: Refusal, started: Instant) -> Response<Body> {
+pub(crate) async fn deny(
+    shared: &Shared,
+    facts: &mut Facts,
+    r: Refusal,
+    started: Instant,
+) -> Response<Body> {
     if facts.reasons.is_empty() || r.slug != "denied" {
         facts.reasons.push(r.detail.clone());
     }

@@ -17,6 +17,7 @@
 //! | [`receipt`] | reporting the applied revision to the server (receipts) |
 //! | [`ship`] | the spool to the server's log; delete only what it acknowledged |
 //! | [`upgrade`] | HTTP/1.1 upgrades (WebSocket) spliced after authorization |
+//! | [`rpc`], [`jsonrpc`], [`sse`] | MCP and A2A: calls as Cedar requests, strict JSON-RPC parsing, filtered discovery |
 //! | [`ratelimit`], [`metrics`], [`http`] | per-caller token buckets, Prometheus, header hygiene |
 //!
 //! One call (DESIGN.md §2): app A → A's outbound listener (plain HTTP on
@@ -33,11 +34,15 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod inbound;
+pub mod jsonrpc;
 pub mod metrics;
 pub mod outbound;
 pub mod ratelimit;
 pub mod receipt;
+pub mod rpc;
+mod rpc_inbound;
 pub mod ship;
+pub mod sse;
 pub mod state;
 pub mod upgrade;
 pub mod view;
@@ -265,7 +270,7 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
             route.agent.as_str().to_owned(),
             Arc::new(Local {
                 identity: route_identity,
-                upstream: inbound::Upstream::new(&route.upstream),
+                upstream: inbound::Upstream::new(&route.upstream).with_protocol(route.protocol),
                 state: route_state,
             }),
         );
@@ -287,7 +292,7 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         config.audit_spool_bytes,
         identity.spiffe_id.to_string(),
     )?;
-    let upstream = inbound::Upstream::new(&config.upstream);
+    let upstream = inbound::Upstream::new(&config.upstream).with_protocol(config.protocol);
     let shared = Arc::new(Shared {
         limiter: RateLimiter::new(config.rate_limit),
         metrics: Metrics::new(),

@@ -34,6 +34,11 @@ use ward_proxy::{Limits, Proxy, ProxyConfig, RateLimit};
 use ward_server::data_dir::DataDir;
 use ward_server::server::{self, RunOptions};
 
+#[path = "proxy/agent_protocols.rs"]
+mod agent_protocols;
+#[path = "proxy/sdk.rs"]
+mod sdk;
+
 const POLICY: &str = r#"
 @id("a-calls-b")
 @reason("a may call b")
@@ -154,6 +159,7 @@ impl World {
             agent: AgentName::new(agent).unwrap(),
             join_token: token,
             upstream: self.app.to_string(),
+            protocol: None,
             routes: Vec::new(),
             state_dir: state.to_path_buf(),
             outbound: "127.0.0.1:0".parse().unwrap(),
@@ -908,6 +914,7 @@ async fn a_gateway_fronts_several_agents_each_with_its_own_identity_and_app() {
     config.routes = vec![ward_proxy::config::Route {
         agent: AgentName::new("c").unwrap(),
         upstream: app_c.to_string(),
+        protocol: None,
         join_token: Some(world.token("c").await),
     }];
     let gw = ward_proxy::start(config).await.unwrap();

@@ -57,6 +57,7 @@ fn record(proxy: &str, n: u64) -> Vec<u8> {
             method: "POST".to_owned(),
             path: "/v1/tasks".to_owned(),
         },
+        rpc: None,
     }
     .encode()
     .unwrap()

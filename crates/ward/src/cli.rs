@@ -123,6 +123,12 @@ pub(crate) struct ProxyRunArgs {
     /// WARD_UPSTREAM or as proxy.upstream].
     #[arg(long, env = "WARD_UPSTREAM", value_parser = crate::config::host_port)]
     pub(crate) upstream: Option<String>,
+    /// How to read the app's traffic: `mcp` (tools/call decided per tool,
+    /// tools/list filtered), `a2a` (messages decided per skill, agent card
+    /// filtered) or `http` [default: the agent's `protocol` label in the
+    /// registry, else http; or proxy.protocol].
+    #[arg(long, env = "WARD_PROTOCOL", value_name = "PROTOCOL")]
+    pub(crate) protocol: Option<ward_proxy::rpc::Protocol>,
     /// Gateway mode: also front agent NAME whose app is at HOST:PORT
     /// (repeatable; adds to the file's [[proxy.route]] entries). Each route
     /// has its own identity, enrolled with a --route-token, and is picked

@@ -55,6 +55,7 @@ pub(crate) struct ProxyFile {
     pub(crate) join_token: Option<String>,
     pub(crate) bundle: Option<PathBuf>,
     pub(crate) upstream: Option<String>,
+    pub(crate) protocol: Option<ward_proxy::rpc::Protocol>,
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) outbound: Option<SocketAddr>,
     pub(crate) inbound: Option<SocketAddr>,
@@ -137,6 +138,7 @@ const PROXY_KEYS: &[&str] = &[
     "join_token",
     "bundle",
     "upstream",
+    "protocol",
     "state_dir",
     "outbound",
     "inbound",
@@ -150,7 +152,7 @@ const PROXY_KEYS: &[&str] = &[
     "workers",
     "route",
 ];
-const ROUTE_KEYS: &[&str] = &["agent", "upstream", "join_token"];
+const ROUTE_KEYS: &[&str] = &["agent", "upstream", "protocol", "join_token"];
 
 /// A table whose keys and values keep their place in the text.
 type Table = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
@@ -371,6 +373,7 @@ fn proxy_table(text: &str, table: &Table, out: &mut ProxyFile, problems: &mut Ve
                     "must be a non-empty string path to the server's bundle.json".to_owned()
                 }),
             "upstream" => upstream_value(value).map(|s| out.upstream = Some(s)),
+            "protocol" => protocol_value(value).map(|p| out.protocol = Some(p)),
             "state_dir" => path_value(value)
                 .map(|p| out.state_dir = Some(p))
                 .ok_or_else(|| "must be a non-empty string path to a directory".to_owned()),
@@ -481,7 +484,7 @@ fn routes(
     let mut seen: BTreeMap<AgentName, usize> = BTreeMap::new();
     for (i, entry) in entries.iter().enumerate() {
         let path = format!("proxy.route[{i}]");
-        let (mut agent, mut upstream, mut join_token) = (None, None, None);
+        let (mut agent, mut upstream, mut join_token, mut protocol) = (None, None, None, None);
         for (key, value) in entry.get_ref() {
             let name = key.get_ref().as_str();
             let value = value.get_ref();
@@ -505,6 +508,7 @@ fn routes(
                     }
                 }),
                 "upstream" => upstream_value(value).map(|s| upstream = Some(s)),
+                "protocol" => protocol_value(value).map(|p| protocol = Some(p)),
                 "join_token" => match value.as_str() {
                     Some(s) if !s.is_empty() => {
                         join_token = Some(s.to_owned());
@@ -552,6 +556,7 @@ fn routes(
             out.routes.push(Route {
                 agent,
                 upstream,
+                protocol,
                 join_token,
             });
         }
@@ -576,6 +581,13 @@ fn agent_value(value: &toml::Value) -> Result<AgentName, String> {
         "must be a string: an agent's registered name, e.g. \"billing\"".to_owned()
     })?;
     AgentName::new(name).map_err(|e| e.to_string())
+}
+
+fn protocol_value(value: &toml::Value) -> Result<ward_proxy::rpc::Protocol, String> {
+    value
+        .as_str()
+        .ok_or_else(|| "must be a string: \"http\", \"mcp\" or \"a2a\"".to_owned())
+        .and_then(str::parse)
 }
 
 fn upstream_value(value: &toml::Value) -> Result<String, String> {
@@ -660,6 +672,7 @@ pub(crate) fn route_flag(s: &str) -> Result<Route, String> {
     Ok(Route {
         agent: AgentName::new(name).map_err(|e| e.to_string())?,
         upstream: host_port(upstream)?,
+        protocol: None,
         join_token: None,
     })
 }

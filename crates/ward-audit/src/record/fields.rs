@@ -116,6 +116,12 @@ impl BodyDigest {
         Self(out)
     }
 
+    /// A digest computed elsewhere (e.g. over canonical JSON).
+    #[must_use]
+    pub const fn from_bytes(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
     /// The raw digest.
     #[must_use]
     pub const fn as_bytes(&self) -> &[u8; 32] {

@@ -21,6 +21,7 @@ fn sample() -> AuditRecord {
             path: "/mcp".to_owned(),
             body_sha256: BodyDigest::of(b"{}"),
         },
+        rpc: None,
     }
 }
 
@@ -69,8 +70,13 @@ fn decode_err(text: &str) -> RecordError {
 #[test]
 fn decode_refuses_versions_junk_and_non_canonical_spellings() {
     assert!(matches!(
+        decode_err(&GOLDEN.replace(r#""v":1"#, r#""v":3"#)),
+        RecordError::UnknownVersion(3)
+    ));
+    // A v1 record relabelled v2 lacks `rpc`.
+    assert!(matches!(
         decode_err(&GOLDEN.replace(r#""v":1"#, r#""v":2"#)),
-        RecordError::UnknownVersion(2)
+        RecordError::Malformed(_)
     ));
     assert!(matches!(
         decode_err(&GOLDEN.replace(r#","v":1"#, "")),
@@ -131,6 +137,37 @@ fn decode_refuses_versions_junk_and_non_canonical_spellings() {
 }
 
 #[test]
+fn json_rpc_calls_are_schema_v2_with_rpc_in_key_order() {
+    let mut r = sample();
+    r.rpc = Some(RpcCall {
+        args_sha256: BodyDigest::of(b"null"),
+        method: "tools/call".to_owned(),
+        protocol: "mcp".to_owned(),
+        target: Some("delete_records".to_owned()),
+    });
+    let text = String::from_utf8(r.encode().unwrap()).unwrap();
+    let expected = GOLDEN
+        .replace(
+            r#","time_ms""#,
+            concat!(
+                r#","rpc":{"args_sha256":"74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b","#,
+                r#""method":"tools/call","protocol":"mcp","target":"delete_records"},"time_ms""#
+            ),
+        )
+        .replace(r#""v":1"#, r#""v":2"#);
+    assert_eq!(text, expected);
+    assert_eq!(AuditRecord::decode(text.as_bytes()).unwrap(), r);
+    // v1 has no `rpc`; v2 has nothing else new.
+    let as_v1 = text.replace(r#""v":2"#, r#""v":1"#);
+    assert!(matches!(decode_err(&as_v1), RecordError::Malformed(_)));
+    let extra = text.replace(
+        r#""target":"delete_records""#,
+        r#""target":"delete_records","x":1"#,
+    );
+    assert!(matches!(decode_err(&extra), RecordError::Malformed(_)));
+}
+
+#[test]
 fn oversized_records_are_refused_before_they_reach_the_log() {
     let mut r = sample();
     r.reasons = vec!["x".repeat(MAX_ENTRY_LEN)];
@@ -183,6 +220,7 @@ prop_compose! {
         serial in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..=20)),
         body in proptest::collection::vec(any::<u8>(), 0..64),
         method in text(),
+        rpc in proptest::option::of((text(), text(), proptest::option::of(text()), any::<[u8; 8]>())),
     ) -> AuditRecord {
         let (decision_id, proxy_id, action, resource, policy_version) = ids;
         AuditRecord {
@@ -199,6 +237,12 @@ prop_compose! {
             trace_id: trace.map(|t| TraceId::new(t).unwrap()),
             peer_cert_serial: serial.map(|s| CertSerial::new(&s).unwrap()),
             request: RequestDigest { method, path: "/p".to_owned(), body_sha256: BodyDigest::of(&body) },
+            rpc: rpc.map(|(protocol, method, target, args)| RpcCall {
+                args_sha256: BodyDigest::of(&args),
+                method,
+                protocol,
+                target,
+            }),
         }
     }
 }

@@ -49,6 +49,7 @@ pub fn entry(i: u64, variant: u8) -> Vec<u8> {
             path: "/mcp".to_owned(),
             body_sha256: BodyDigest::of(&i.to_le_bytes()),
         },
+        rpc: None,
     }
     .encode()
     .unwrap()

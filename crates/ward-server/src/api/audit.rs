@@ -218,6 +218,7 @@ fn server_record(
             method: "ADMIN".to_owned(),
             path: action.to_owned(),
         },
+        rpc: None,
     })
 }
 

@@ -461,6 +461,7 @@ mod tests {
                 method: "GET".to_owned(),
                 path: "/".to_owned(),
             },
+            rpc: None,
         }
         .encode()
         .unwrap()

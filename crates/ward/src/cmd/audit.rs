@@ -227,7 +227,18 @@ fn print_rows(records: &[Value], output: Output, header: bool) -> anyhow::Result
                 text("decision").to_uppercase(),
                 text("principal"),
                 text("action"),
-                text("resource"),
+                match rec
+                    .get("rpc")
+                    .and_then(|c| c.get("target"))
+                    .and_then(Value::as_str)
+                {
+                    // The JSON-RPC call's tool or skill says more than
+                    // the resource when the resource is the agent.
+                    Some(target) if !text("resource").contains(target) => {
+                        format!("{} ({target})", text("resource"))
+                    }
+                    _ => text("resource"),
+                },
                 rec["reasons"]
                     .as_array()
                     .and_then(|a| a.first())

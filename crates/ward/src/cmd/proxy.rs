@@ -126,6 +126,7 @@ fn effective(args: ProxyRunArgs) -> anyhow::Result<Effective> {
         bundle: args.bundle.or(file.bundle),
         join_token: args.join_token.or(file.join_token),
         upstream,
+        protocol: args.protocol.or(file.protocol),
         state_dir: args
             .state_dir
             .or(file.state_dir)
@@ -273,6 +274,11 @@ fn report(settings: &Effective) -> String {
         ),
         ("bundle", path(&c.bundle), "only needed at first enrollment"),
         ("upstream", Some(quoted(&c.upstream)), ""),
+        (
+            "protocol",
+            c.protocol.map(|p| quoted(p.as_str())),
+            "the agent's `protocol` registry label, else http",
+        ),
         ("state_dir", path(&Some(c.state_dir.clone())), ""),
         ("outbound", Some(quoted(&c.outbound.to_string())), ""),
         ("inbound", Some(quoted(&c.inbound.to_string())), ""),
@@ -321,6 +327,9 @@ fn report(settings: &Effective) -> String {
             quoted(route.agent.as_str()),
             quoted(&route.upstream)
         );
+        if let Some(p) = route.protocol {
+            let _ = writeln!(out, "protocol = {}", quoted(p.as_str()));
+        }
         let _ = match secret(&route.join_token) {
             Some(value) => writeln!(out, "join_token = {value}"),
             None => writeln!(

@@ -36,6 +36,7 @@ fn record(proxy: &str, id: &str, decision: Decision, policy: &str) -> Vec<u8> {
             method: "GET".to_owned(),
             path: "/x".to_owned(),
         },
+        rpc: None,
     }
     .encode()
     .unwrap()
