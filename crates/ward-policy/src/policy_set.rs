@@ -159,13 +159,21 @@ impl PolicySet {
                 cedar,
                 policies: infos,
                 by_id,
-                version: PolicyVersion::of_sources(sources.iter().copied()),
+                version: PolicyVersion::of_sources(
+                    sources
+                        .iter()
+                        .copied()
+                        .filter(|&source| !crate::schema::is_builtin_policy(source))
+                        .chain(schema.user_fragments()),
+                ),
                 schema_digest: *schema.digest(),
             }),
         })
     }
 
-    /// The content hash of the source files.
+    /// The content hash of the bundle: its policy files and its schema
+    /// fragments (Ward's built-in schema and quarantine policy ship in the
+    /// binary and are left out, so the version is the one pushed and signed).
     pub fn version(&self) -> PolicyVersion {
         self.inner.version
     }

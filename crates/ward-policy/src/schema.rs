@@ -28,6 +28,12 @@ pub const ADMIN_POLICY_NAME: &str = "ward-admin.cedar";
 pub const QUARANTINE_POLICY: &str = include_str!("../policies/quarantine.cedar");
 /// The file name it is loaded under (policy errors name it).
 pub const QUARANTINE_POLICY_NAME: &str = "ward-quarantine.cedar";
+
+/// Whether `(name, text)` is Ward's built-in quarantine policy, which rides
+/// with every bundle but is not part of its version.
+pub(crate) fn is_builtin_policy(source: (&str, &str)) -> bool {
+    source == (QUARANTINE_POLICY_NAME, QUARANTINE_POLICY)
+}
 /// The segment quarantined agents are put in.
 pub const QUARANTINE_SEGMENT: &str = "quarantine";
 
@@ -36,6 +42,9 @@ pub const QUARANTINE_SEGMENT: &str = "quarantine";
 pub struct Schema {
     cedar: Arc<cedar_policy::Schema>,
     digest: [u8; 32],
+    /// The fragments other than Ward's built-in default: bundle content,
+    /// which a policy version must cover (the default ships in the binary).
+    user: Arc<[(String, String)]>,
 }
 
 impl Schema {
@@ -60,7 +69,11 @@ impl Schema {
         let mut problems = Vec::new();
         let mut parsed = Vec::new();
         let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut user = Vec::new();
         for (name, text) in fragments {
+            if (name, text) != (WARD_SCHEMA_NAME, WARD_SCHEMA) {
+                user.push((name.to_owned(), text.to_owned()));
+            }
             for part in [name, text] {
                 ctx.update(&(part.len() as u64).to_be_bytes());
                 ctx.update(part.as_bytes());
@@ -88,7 +101,13 @@ impl Schema {
         Ok(Self {
             cedar: Arc::new(cedar),
             digest: out,
+            user: user.into(),
         })
+    }
+
+    /// The `(file name, text)` fragments besides Ward's default schema.
+    pub fn user_fragments(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.user.iter().map(|(n, t)| (n.as_str(), t.as_str()))
     }
 
     /// The Cedar schema, for callers that use Cedar's own tools.

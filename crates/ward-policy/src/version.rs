@@ -1,9 +1,11 @@
 //! [`PolicyVersion`]: the content hash that names one policy set.
 //!
 //! Every decision and audit record carries it, so an auditor can tell exactly
-//! which policies decided a call. It is SHA-256 over the policy files sorted
-//! by name, each framed by its length, so renaming or moving text between
-//! files changes the version and no two different sets can share one.
+//! which policies decided a call. It is SHA-256 over the bundle's files —
+//! its policies and its schema fragments, which can change what a policy
+//! means (action groups, attribute types) — sorted by name, each framed by
+//! its length, so renaming or moving text between files changes the version
+//! and no two different bundles can share one.
 
 use std::fmt;
 use std::str::FromStr;

@@ -122,6 +122,31 @@ fn unsigned_missigned_and_tampered_bundles_are_refused() {
     tampered.files[0].text = "permit(principal, action, resource);".into();
     let err = verify_policy(&tampered, pk.as_deref()).unwrap_err();
     assert!(err.contains("not the signed version"), "{err}");
+    // Our signature, a schema fragment slipped in: the version covers the
+    // bundle's schema too (a schema can regroup actions under a permit).
+    let mut widened = good.clone();
+    widened.files.push(PolicyFile {
+        name: ward_policy::bundle::SCHEMA_FILE.into(),
+        text: "entity Vault;".into(),
+    });
+    let err = verify_policy(&widened, pk.as_deref()).unwrap_err();
+    assert!(err.contains("not the signed version"), "{err}");
+    // A bundle signed with its schema verifies; a changed schema does not.
+    let schema_file = (ward_policy::bundle::SCHEMA_FILE, "entity Vault;");
+    let version =
+        ward_policy::PolicyVersion::of_sources([("main.cedar", POLICY), schema_file]).to_string();
+    let mut with_schema = widened.clone();
+    with_schema.signature = b64(key.sign(&signed_message(&version)).as_ref());
+    with_schema.version = version;
+    assert!(verify_policy(&with_schema, pk.as_deref()).is_ok());
+    let mut schema_swapped = with_schema.clone();
+    schema_swapped.files[1].text = "entity Vault; entity Safe;".into();
+    let err = verify_policy(&schema_swapped, pk.as_deref()).unwrap_err();
+    assert!(err.contains("not the signed version"), "{err}");
+    // The engine's version (built-in quarantine policy included) is the
+    // signed one, so audit records name a version `ward policy list` shows.
+    let (_, enforced) = load(&with_schema).unwrap();
+    assert_eq!(enforced.version().to_string(), with_schema.version);
     // No signature at all.
     let mut unsigned = good.clone();
     unsigned.signature = String::new();
