@@ -6,6 +6,8 @@
 //! engine — the bundle and registry it enforces, so a local PEP (the app,
 //! an MCP server deciding per tool) asks without a network hop and gets the
 //! answer the proxy would give. No bundle active yet: 503, never a guess.
+//! Each AuthZEN decision is spooled for the audit log (principal: none, the
+//! asker is local; first reason: the subject) before it is answered.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,9 +20,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
+use ward_audit::record::BodyDigest;
 use ward_core::drain::Watch;
 use ward_policy::authzen;
 
+use crate::audit::Facts;
 use crate::http::{self, Body};
 use crate::{Shared, now_secs};
 
@@ -138,19 +142,66 @@ async fn authzen(shared: &Shared, req: Request<Incoming>, batch: bool) -> Respon
             json!({}),
         );
     };
-    let decide = |request: &ward_policy::Request| engine.decide(request);
-    let decision_id = || http::hex(&http::random::<16>());
-    let pdp = authzen::Pdp {
-        schema: engine.schema(),
-        decide: &decide,
-        decision_id: &decision_id,
+    // Each decision is recorded in the spool like an inbound one before it
+    // is answered; the PDP asks for the id right after deciding.
+    let (result, made) = {
+        let made: std::cell::RefCell<Vec<(Facts, bool)>> = std::cell::RefCell::default();
+        let path = if batch {
+            "/access/v1/evaluations"
+        } else {
+            "/access/v1/evaluation"
+        };
+        let decide = |request: &ward_policy::Request| {
+            let decision = engine.decide(request);
+            let mut facts = Facts {
+                action: request.action.to_string(),
+                resource: request.resource.to_string(),
+                method: "POST".to_owned(),
+                path: path.to_owned(),
+                body: Some(BodyDigest::of(&body)),
+                ..Facts::default()
+            };
+            crate::inbound::record_decision(&mut facts, &decision);
+            facts
+                .reasons
+                .insert(0, format!("AuthZEN subject {}", request.principal));
+            made.borrow_mut().push((facts, decision.is_allowed()));
+            decision
+        };
+        let decision_id = || {
+            let id = http::hex(&http::random::<16>());
+            if let Some((last, _)) = made.borrow_mut().last_mut() {
+                last.decision_id.clone_from(&id);
+            }
+            id
+        };
+        let pdp = authzen::Pdp {
+            schema: engine.schema(),
+            decide: &decide,
+            decision_id: &decision_id,
+        };
+        let result = if batch {
+            authzen::parse::<authzen::Evaluations>(&body)
+                .and_then(|b| authzen::evaluate_batch(&pdp, &b))
+        } else {
+            authzen::parse::<authzen::Evaluation>(&body).and_then(|e| authzen::evaluate(&pdp, &e))
+        };
+        (result, made.into_inner())
     };
-    let result = if batch {
-        authzen::parse::<authzen::Evaluations>(&body)
-            .and_then(|b| authzen::evaluate_batch(&pdp, &b))
-    } else {
-        authzen::parse::<authzen::Evaluation>(&body).and_then(|e| authzen::evaluate(&pdp, &e))
-    };
+    for (facts, allowed) in &made {
+        if let Err(e) = shared.audit.write(facts, *allowed).await {
+            shared.metrics.audit_failures.inc();
+            tracing::error!(error = %e, decision_id = %facts.decision_id, "AuthZEN decision not audited");
+            if shared.config.audit_full == crate::config::AuditFull::FailClosed {
+                return http::problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit-unavailable",
+                    "the decision could not be audited, so it is not answered (fail closed)",
+                    json!({"decision_id": facts.decision_id}),
+                );
+            }
+        }
+    }
     let mut resp = match result {
         Ok(value) => {
             tracing::debug!(answer = %value, "AuthZEN decision");

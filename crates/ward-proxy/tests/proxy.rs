@@ -1253,22 +1253,35 @@ async fn the_admin_listener_answers_authzen_from_the_enforced_bundle() {
     assert_eq!(id.as_deref(), Some("req-7"));
     assert_eq!(body["decision"], true);
     assert_eq!(body["context"]["policies"], json!(["a-calls-b"]));
-    // The version of what the engine runs: the bundle plus Ward's built-in
-    // quarantine policy.
+    // The version is the signed bundle's, the one `ward policy list` shows
+    // (Ward's built-in quarantine policy rides along but is not counted).
     assert_eq!(
         body["context"]["policy_version"],
         pb.shared
             .compiled()
-            .engine
+            .view
+            .policy
             .as_ref()
             .unwrap()
-            .policy_version()
-            .to_string()
+            .version
+            .as_str()
+    );
+    // The decision is spooled for the audit log under the id it was
+    // answered with.
+    let record = audited(&pb, body["context"]["id"].as_str().unwrap());
+    assert_eq!(record.decision, Decision::Allow);
+    assert_eq!(record.request.path, "/access/v1/evaluation");
+    assert!(
+        record.reasons[0].starts_with("AuthZEN subject Agent::"),
+        "{:?}",
+        record.reasons
     );
     // The forbid wins, with its reason; an unknown caller is denied.
     let (_, _, body) = admin_post(pb.admin, "/access/v1/evaluation", &ask("a", "DELETE")).await;
     assert_eq!(body["decision"], false);
     assert_eq!(body["context"]["reason_admin"]["en"], "nobody deletes on b");
+    let record = audited(&pb, body["context"]["id"].as_str().unwrap());
+    assert_eq!(record.decision, Decision::Deny);
     let (_, _, body) = admin_post(pb.admin, "/access/v1/evaluation", &ask("c", "GET")).await;
     assert_eq!(body["decision"], false);
 

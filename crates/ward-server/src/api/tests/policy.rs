@@ -108,6 +108,29 @@ async fn authzen_answers_the_spec_examples() {
     );
     assert_eq!(body["context"]["id"].as_str().unwrap().len(), 32);
     assert_eq!(echoed.as_deref(), Some("req-42"));
+    // The decision is in the audit log under the id it was answered with,
+    // naming who asked, about whom, and the policy that decided.
+    let id = body["context"]["id"].as_str().unwrap();
+    let record = super::audit::log_entries(&h)
+        .into_iter()
+        .find(|r| r.decision_id == id)
+        .expect("the AuthZEN decision is audited");
+    assert_eq!(record.decision, ward_audit::record::Decision::Allow);
+    assert_eq!(record.policies, vec!["alice-account".to_owned()]);
+    assert_eq!(record.request.path, "/access/v1/evaluation");
+    assert!(
+        record.reasons[0].starts_with("AuthZEN subject "),
+        "{:?}",
+        record.reasons
+    );
+    assert_eq!(
+        record
+            .principal
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("spiffe://ward.test/admin/alice")
+    );
 
     // §7.1.2.1: each semantic gives the spec's decisions and length.
     for (name, expected) in [
@@ -125,6 +148,17 @@ async fn authzen_answers_the_spec_examples() {
             .await;
         assert_eq!(s, StatusCode::OK, "{name}: {body}");
         assert_eq!(decisions(&body), expected, "{name}");
+        // Every decision made in the batch is audited, denials included.
+        let logged = super::audit::log_entries(&h);
+        for item in body["evaluations"].as_array().unwrap() {
+            let id = item["context"]["id"].as_str().unwrap();
+            let record = logged.iter().find(|r| r.decision_id == id);
+            assert_eq!(
+                record.map(|r| r.decision == ward_audit::record::Decision::Allow),
+                Some(item["decision"] == true),
+                "{name}: {id}"
+            );
+        }
         let spec: Vec<bool> = decisions(&fixture(&format!("7.1.2.1-{name}-response.json")));
         assert_eq!(
             decisions(&body),
