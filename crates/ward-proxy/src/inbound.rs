@@ -210,21 +210,79 @@ async fn connection(
     }
 }
 
+/// How many refused handshakes become audit records. Refusing a handshake
+/// costs an attacker one TCP connection; recording it costs a durable spool
+/// write, so a flood of junk connections must not fill the spool (which
+/// fails closed and would refuse legitimate calls). Each remote address may
+/// leave [`HANDSHAKE_RECORDS_PER_IP`]`/s` records (burst 20), all addresses
+/// together [`HANDSHAKE_RECORDS`]`/s` (burst 200); the rest are counted, and
+/// the next record written says how many were left out.
+#[derive(Debug)]
+pub struct HandshakeAudit {
+    per_ip: crate::ratelimit::RateLimiter,
+    all: crate::ratelimit::RateLimiter,
+    unrecorded: std::sync::atomic::AtomicU64,
+}
+
+/// Refused-handshake records per second per remote address.
+pub const HANDSHAKE_RECORDS_PER_IP: f64 = 5.0;
+/// Refused-handshake records per second in all.
+pub const HANDSHAKE_RECORDS: f64 = 50.0;
+
+impl Default for HandshakeAudit {
+    fn default() -> Self {
+        let limit = |per_second, burst| {
+            crate::ratelimit::RateLimiter::new(Some(crate::config::RateLimit { per_second, burst }))
+        };
+        Self {
+            per_ip: limit(HANDSHAKE_RECORDS_PER_IP, 20),
+            all: limit(HANDSHAKE_RECORDS, 200),
+            unrecorded: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl HandshakeAudit {
+    /// `Some(n)`: record this refusal, noting `n` earlier ones that were
+    /// not; `None`: count it only.
+    fn admit(&self, remote: std::net::IpAddr) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let now = Instant::now();
+        if self.per_ip.check(&remote.to_string(), now).is_ok() && self.all.check("", now).is_ok() {
+            Some(self.unrecorded.swap(0, Ordering::Relaxed))
+        } else {
+            self.unrecorded.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// A handshake that failed is a denied call too (invariant 1): audited with
-/// no principal.
+/// no principal — within [`HandshakeAudit`]'s bounds, and always counted in
+/// the metrics.
 async fn refused_handshake(shared: &Shared, remote: std::net::SocketAddr, why: &str) {
+    shared.metrics.request("inbound", "deny", "handshake");
+    let Some(unrecorded) = shared.handshake_audit.admit(remote.ip()) else {
+        tracing::debug!(%remote, reason = why, "inbound handshake refused (not recorded: flood bound)");
+        return;
+    };
     tracing::info!(%remote, reason = why, "inbound handshake refused");
+    let mut reasons = vec![format!("TLS handshake refused: {why}")];
+    if unrecorded > 0 {
+        reasons.push(format!(
+            "{unrecorded} more refused handshakes were counted but not recorded (flood bound)"
+        ));
+    }
     let facts = Facts {
         decision_id: http::hex(&http::random::<16>()),
         action: "connect".to_owned(),
         resource: format!("Agent::\"{}\"", shared.identity.agent),
-        reasons: vec![format!("TLS handshake refused: {why}")],
+        reasons,
         policy_version: "none".to_owned(),
         method: "CONNECT".to_owned(),
         path: String::new(),
         ..Facts::default()
     };
-    shared.metrics.request("inbound", "deny", "handshake");
     if let Err(e) = shared.audit.write(&facts, false).await {
         shared.metrics.audit_failures.inc();
         tracing::error!(error = %e, "audit record for a refused handshake not written");

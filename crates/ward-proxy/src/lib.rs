@@ -133,6 +133,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Per-caller rate limits.
     pub limiter: RateLimiter,
+    /// Bounds on how many refused handshakes become audit records.
+    pub handshake_audit: inbound::HandshakeAudit,
     /// Trust anchors for peers (updated from the watch stream).
     pub trust: Arc<TrustStore>,
     bundle: ArcSwap<TrustBundle>,
@@ -295,6 +297,7 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
     let upstream = inbound::Upstream::new(&config.upstream).with_protocol(config.protocol);
     let shared = Arc::new(Shared {
         limiter: RateLimiter::new(config.rate_limit),
+        handshake_audit: inbound::HandshakeAudit::default(),
         metrics: Metrics::new(),
         peers: outbound::Pool::default(),
         conns: watcher::Conns::default(),

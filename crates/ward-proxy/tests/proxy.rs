@@ -720,6 +720,49 @@ async fn foreign_expired_and_plaintext_peers_are_refused_and_audited() {
         "{reasons:?}"
     );
     assert!(handshake_denials(&pb).iter().all(|r| r.principal.is_none()));
+
+    // A flood of junk connections is refused and counted, but only a
+    // bounded number become records (the spool fails closed: filling it
+    // would refuse legitimate calls); the next record says what was left out.
+    let before = handshake_denials(&pb).len();
+    let flood = 150;
+    for _ in 0..flood {
+        let mut tcp = TcpStream::connect(pb.inbound).await.unwrap();
+        let _ = tcp.write_all(b"junk\r\n\r\n").await;
+    }
+    let refused_total = || async {
+        let metrics = http_get(pb.admin, "/metrics").await;
+        metrics
+            .lines()
+            .find(|l| l.starts_with("ward_proxy_requests_total{direction=\"inbound\",decision=\"deny\",reason=\"handshake\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while refused_total().await < (before + flood) as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the flood was not refused in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recorded = handshake_denials(&pb).len() - before;
+    assert!(
+        recorded >= 1 && recorded < flood / 2,
+        "{recorded} of {flood} recorded"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut tcp = TcpStream::connect(pb.inbound).await.unwrap();
+    let _ = tcp.write_all(b"junk\r\n\r\n").await;
+    wait_until("a record naming the unrecorded refusals", || {
+        handshake_denials(&pb).iter().any(|r| {
+            r.reasons
+                .iter()
+                .any(|x| x.contains("more refused handshakes were counted"))
+        })
+    })
+    .await;
     pb.shutdown(Duration::from_secs(5)).await;
 }
 
