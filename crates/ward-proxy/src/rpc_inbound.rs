@@ -139,6 +139,25 @@ pub(crate) async fn decide(
         ));
     }
 
+    // The carrying request took one token; each further call in a batch
+    // takes its own, so a batch is no way around the rate limit.
+    let now = Instant::now();
+    for _ in 1..calls.len() {
+        if let Err(wait) = shared.limiter.check(caller.as_str(), now) {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let r = Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                slug: "rate-limited",
+                detail: format!(
+                    "rate limit for {caller} exceeded by a batch of {} calls; retry in {secs}s",
+                    calls.len()
+                ),
+                retry_after: Some(secs),
+            };
+            return Err(deny(shared, facts, r, started).await);
+        }
+    }
+
     // Decide every call first; forward only if all are allowed.
     let mut decided = Vec::with_capacity(calls.len());
     for (i, call) in calls.iter().enumerate() {

@@ -179,7 +179,10 @@ fn decision_of(error: &Value) -> String {
         .to_owned()
 }
 
-async fn world_with_b(protocol: Option<ward_proxy::rpc::Protocol>) -> (World, Proxy, Proxy, Seen) {
+async fn world_with_b(
+    protocol: Option<ward_proxy::rpc::Protocol>,
+    rate_limit: Option<RateLimit>,
+) -> (World, Proxy, Proxy, Seen) {
     let world = World::new(Duration::from_secs(600)).await;
     let admin = world.admin();
     let _: Value = admin
@@ -210,6 +213,7 @@ async fn world_with_b(protocol: Option<ward_proxy::rpc::Protocol>) -> (World, Pr
     let mut config = world.config("b", &state, Some(world.token("b").await));
     config.upstream = app.to_string();
     config.protocol = protocol;
+    config.rate_limit = rate_limit;
     let pb = ward_proxy::start(config).await.unwrap();
     wait_ready(&pb).await;
     wait_endpoint(&pa, "b").await;
@@ -227,7 +231,7 @@ async fn world_with_b(protocol: Option<ward_proxy::rpc::Protocol>) -> (World, Pr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_calls_are_decided_per_tool_and_refused_whole() {
     // The protocol comes from b's `protocol=mcp` registry label.
-    let (_world, pa, pb, seen) = world_with_b(None).await;
+    let (_world, pa, pb, seen) = world_with_b(None, None).await;
     let json_ct = "application/json";
     let sent = || seen.lock().unwrap().len();
 
@@ -405,9 +409,26 @@ async fn mcp_calls_are_decided_per_tool_and_refused_whole() {
     )
     .await;
     assert_eq!(status, 415, "a JSON-RPC body must say it is JSON");
+    // Oversized: refused from the declared length; the proxy may answer 413
+    // and close before the client has finished sending.
     let oversized = vec![b' '; Limits::default().max_body_bytes + 1];
-    let (status, _, _) = post(&pa, "b", "/mcp", json_ct, oversized).await;
-    assert_eq!(status, 413);
+    let tcp = TcpStream::connect(pa.outbound).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/mcp")
+        .header("host", "b")
+        .header("content-type", json_ct)
+        .body(Full::new(Bytes::from(oversized)))
+        .unwrap();
+    match sender.send_request(req).await {
+        Ok(resp) => assert_eq!(resp.status(), 413),
+        Err(e) => assert!(
+            e.is_body_write_aborted() || e.to_string().contains("write"),
+            "{e}"
+        ),
+    }
     assert_eq!(sent(), before, "none of the refused bodies reached the app");
 
     // Discovery: tools/list keeps only what a may call, in JSON and SSE.
@@ -440,7 +461,12 @@ async fn mcp_calls_are_decided_per_tool_and_refused_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a2a_messages_are_decided_per_skill_and_the_card_filtered() {
     // The proxy's config overrides b's `protocol=mcp` label.
-    let (_world, pa, pb, seen) = world_with_b(Some(ward_proxy::rpc::Protocol::A2a)).await;
+    let limit = RateLimit {
+        per_second: 1.0,
+        burst: 10,
+    };
+    let (_world, pa, pb, seen) =
+        world_with_b(Some(ward_proxy::rpc::Protocol::A2a), Some(limit)).await;
 
     let (status, _, card) = call(&pa, "GET", "b", "/.well-known/agent-card.json", &[]).await;
     assert_eq!(status, 200, "{card}");
@@ -501,6 +527,36 @@ async fn a2a_messages_are_decided_per_skill_and_the_card_filtered() {
         ("a2a", "SendMessage", Some("wire_funds"))
     );
     assert_eq!(seen.lock().unwrap().len(), before);
+
+    // Each call in a batch takes its own token: a batch of 20 allowed
+    // messages is over b's burst of 10, refused whole with Retry-After.
+    let batch: Vec<Value> = (0..20)
+        .map(|i| {
+            let mut m = send("summarize");
+            m["id"] = json!(100 + i);
+            m
+        })
+        .collect();
+    let (status, headers, out) = post(
+        &pa,
+        "b",
+        "/",
+        "application/json",
+        serde_json::to_vec(&batch).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 429, "{out:?}");
+    assert!(headers.contains_key("retry-after"));
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        audited(&pb, out["decision_id"].as_str().unwrap()).decision,
+        Decision::Deny
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "no part of the batch was forwarded"
+    );
     pa.shutdown(Duration::from_secs(5)).await;
     pb.shutdown(Duration::from_secs(5)).await;
 }
