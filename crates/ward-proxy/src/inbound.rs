@@ -200,7 +200,9 @@ async fn connection(
         () = cut.notified() => {
             // Dropping the connection closes the socket and every stream
             // on it: a revoked peer keeps nothing open.
-            tracing::warn!(%remote, peer = %agent, "connection cut: peer no longer admitted");
+            // The watcher logs the revision that cut it (at warn); one line
+            // per connection is detail.
+            tracing::info!(%remote, peer = %agent, "connection cut: peer no longer admitted");
         }
         guard = &mut drained => {
             conn.as_mut().graceful_shutdown();
