@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "ward", version, about, long_about = None)]
 pub(crate) struct Cli {
-    /// Log filter in RUST_LOG syntax, e.g. `info,ward_identity=debug`.
-    #[arg(long, global = true, env = "WARD_LOG", default_value = "warn")]
-    pub(crate) log: String,
+    /// Log filter in RUST_LOG syntax, e.g. `info,ward_identity=debug`
+    /// [default: warn; error for `ward demo`, whose narration already says
+    /// what happens].
+    #[arg(long, global = true, env = "WARD_LOG")]
+    pub(crate) log: Option<String>,
     /// Log line format on standard error.
     #[arg(long, global = true, env = "WARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
@@ -72,6 +74,44 @@ pub(crate) enum Command {
     /// records every call of one agent.
     #[command(subcommand)]
     Proxy(ProxyCommand),
+    /// See zero trust work in a minute: a server, three agents behind
+    /// their own proxies and an MCP tool server, all in this process.
+    ///
+    /// Six scenes, narrated as they happen: an allowed call (mutual TLS,
+    /// the verified caller), filtered MCP tool discovery, a destructive
+    /// tool denied with the policy's reason, a per-caller rate limit, a
+    /// revocation that cuts a live stream (with the proxies' receipts),
+    /// and the audit log verified with an inclusion proof of the denial.
+    /// Ends with a summary; exit 0 only if every scene went as expected
+    /// (2 if one did not, 130 after Ctrl-C). Nothing outside this process
+    /// is contacted; everything listens on 127.0.0.1 on free ports. The
+    /// policy is examples/demo/policy. The narration goes to standard
+    /// output; the components' own errors to standard error (`--log warn`
+    /// or `--log info` shows more).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// No pauses between scenes (for CI and scripts). The demo never waits
+    /// for input either way.
+    #[arg(long)]
+    pub(crate) non_interactive: bool,
+    /// After the scenes, leave the server and proxies running and print
+    /// commands to explore them (`ward audit tail`, `curl` through a
+    /// proxy, ...) until Ctrl-C. A temporary working directory is kept.
+    #[arg(long)]
+    pub(crate) keep_running: bool,
+    /// Working directory for the server's data and the proxies' state
+    /// (created; must not hold an earlier demo). Kept afterwards. Default:
+    /// a new temporary directory, removed at the end unless --keep-running.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Also write each scene's outcome to FILE as JSON: `{"scenes":
+    /// [{"name", "expected", "observed", "ok", "decision_id", "details"}],
+    /// "ok"}`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) summary_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ mod audit;
 mod ca;
 mod cert;
 pub(crate) mod client;
+mod demo;
 mod policy;
 mod proxy;
 mod receipts;
@@ -75,6 +76,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Policy(PolicyCommand::Diff { from, to, conn }) => policy::diff(&from, &to, &conn),
         Command::Audit(args) => audit::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Ca(CaCommand::Init {
             dir,
             trust_domain,

@@ -23,7 +23,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { cmd::EXIT_USAGE } else { 0 });
         }
     };
-    if let Err(e) = ward_core::telemetry::init(cli.log_format.into(), &cli.log) {
+    let default_log = match cli.command {
+        cli::Command::Demo(_) => "error",
+        _ => "warn",
+    };
+    let log = cli.log.clone().unwrap_or_else(|| default_log.to_owned());
+    if let Err(e) = ward_core::telemetry::init(cli.log_format.into(), &log) {
         eprintln!("error: {e}");
         return ExitCode::from(cmd::EXIT_USAGE);
     }

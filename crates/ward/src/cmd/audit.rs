@@ -116,7 +116,10 @@ struct Proof {
 
 /// The verifier to check checkpoints with: the pinned one, or the server's
 /// announced one (said so on stderr — it proves only that the server signed).
-async fn verifier(api: &Client, pinned: Option<String>) -> anyhow::Result<(NoteVerifier, Origin)> {
+pub(crate) async fn verifier(
+    api: &Client,
+    pinned: Option<String>,
+) -> anyhow::Result<(NoteVerifier, Origin)> {
     let info: Info = api.get("/v1/audit").await?;
     let key = match pinned {
         Some(k) => k,
@@ -220,7 +223,7 @@ fn print_rows(records: &[Value], output: Output, header: bool) -> anyhow::Result
         .map(|r| {
             let rec = &r["record"];
             let text = |k: &str| rec[k].as_str().unwrap_or("-").to_owned();
-            let ms = rec["time"].as_i64().unwrap_or(0);
+            let ms = rec["time_ms"].as_i64().unwrap_or(0);
             vec![
                 r["index"].to_string(),
                 crate::cmd::rfc3339(ms / 1000),
@@ -278,7 +281,60 @@ async fn prove(
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let (verifier, origin) = verifier(api, vkey).await?;
-    let (_, signed) = signed_checkpoint(api, &verifier, &origin).await?;
+    let Proved {
+        size,
+        root,
+        record,
+        verdict,
+    } = prove_entry(api, index, &verifier, &origin).await?;
+    match (&verdict, output) {
+        (Ok(()), Output::Json) => crate::cmd::print_json(&json!({
+            "included": true, "index": index, "size": size.get(),
+            "root": root.to_base64(), "record": record,
+        }))?,
+        (Ok(()), Output::Text) => {
+            println!(
+                "entry {index} is included in the tree of size {} (root {}), signed by {}",
+                size.get(),
+                root.to_base64(),
+                verifier.name()
+            );
+            println!("{}", serde_json::to_string_pretty(&record)?);
+        }
+        (Err(e), Output::Json) => crate::cmd::print_json(&json!({
+            "included": false, "index": index, "error": e.to_string(),
+        }))?,
+        (Err(e), Output::Text) => eprintln!("PROOF FAILED for entry {index}: {e}"),
+    }
+    Ok(if verdict.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::cmd::EXIT_DENIED)
+    })
+}
+
+/// An entry and the verdict on its inclusion proof.
+pub(crate) struct Proved {
+    /// The size of the signed tree the proof is against.
+    pub(crate) size: TreeSize,
+    /// That tree's root, from the checkpoint whose signature was checked.
+    pub(crate) root: Hash,
+    /// The entry (the audit record as JSON, or its text if it is not JSON).
+    pub(crate) record: Value,
+    /// Whether the proof leads from the entry's leaf hash to `root`.
+    pub(crate) verdict: Result<(), ward_audit::ProofError>,
+}
+
+/// Fetches the latest checkpoint (its signature checked with `verifier`),
+/// entry `index` and its inclusion proof, and verifies the proof here.
+/// Errors when the checkpoint does not cover `index` yet.
+pub(crate) async fn prove_entry(
+    api: &Client,
+    index: u64,
+    verifier: &NoteVerifier,
+    origin: &Origin,
+) -> anyhow::Result<Proved> {
+    let (_, signed) = signed_checkpoint(api, verifier, origin).await?;
     let cp = signed.checkpoint();
     if index >= cp.size().get() {
         anyhow::bail!(
@@ -300,30 +356,12 @@ async fn prove(
     let inclusion = InclusionProof::new(LeafIndex::new(index), TreeSize::new(proof.size), path);
     let leaf = ward_audit::leaf_hash(entry.as_bytes());
     let verdict = inclusion.verify(&leaf, &cp.root());
-    let record: Value = serde_json::from_str(&entry).unwrap_or(Value::String(entry.clone()));
-    match (&verdict, output) {
-        (Ok(()), Output::Json) => crate::cmd::print_json(&json!({
-            "included": true, "index": index, "size": cp.size().get(),
-            "root": cp.root().to_base64(), "record": record,
-        }))?,
-        (Ok(()), Output::Text) => {
-            println!(
-                "entry {index} is included in the tree of size {} (root {}), signed by {}",
-                cp.size().get(),
-                cp.root().to_base64(),
-                verifier.name()
-            );
-            println!("{}", serde_json::to_string_pretty(&record)?);
-        }
-        (Err(e), Output::Json) => crate::cmd::print_json(&json!({
-            "included": false, "index": index, "error": e.to_string(),
-        }))?,
-        (Err(e), Output::Text) => eprintln!("PROOF FAILED for entry {index}: {e}"),
-    }
-    Ok(if verdict.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(crate::cmd::EXIT_DENIED)
+    let record: Value = serde_json::from_str(&entry).unwrap_or(Value::String(entry));
+    Ok(Proved {
+        size: cp.size(),
+        root: cp.root(),
+        record,
+        verdict,
     })
 }
 
@@ -366,12 +404,6 @@ async fn verify_server(
         Some(o) => Origin::new(&o).map_err(|e| anyhow::anyhow!("--origin {o:?}: {e}"))?,
         None => server_origin,
     };
-    // The newest checkpoint is fetched first and the tree it names is
-    // mirrored: later growth does not disturb the resources of that size.
-    let note = api.get_bytes("/v1/audit/log/checkpoint").await?.to_vec();
-    let size = SignedCheckpoint::open(&note, std::slice::from_ref(&verifier), &origin)
-        .map(|s| s.checkpoint().size())
-        .unwrap_or(TreeSize::ZERO);
     let temp;
     let dir = match &mirror {
         Some(d) => d.clone(),
@@ -380,25 +412,7 @@ async fn verify_server(
             temp.path().to_owned()
         }
     };
-    let store = FsStore::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
-    let wanted = resources(size);
-    let total = wanted.len();
-    let show_progress = output == Output::Text && total > 50;
-    for (i, path) in wanted.into_iter().enumerate() {
-        let bytes = api
-            .get_bytes(&format!("/v1/audit/log/{path}"))
-            .await
-            .with_context(|| format!("fetching {path}"))?;
-        store
-            .write(&[(path, bytes.to_vec())])
-            .with_context(|| format!("writing {path} into {}", dir.display()))?;
-        if show_progress && (i + 1) % 100 == 0 {
-            eprintln!("fetched {} of {total} tiles and bundles", i + 1);
-        }
-    }
-    store
-        .write(&[(LogPath::Checkpoint, note.clone())])
-        .with_context(|| format!("writing the checkpoint into {}", dir.display()))?;
+    let size = mirror_log(api, &verifier, &origin, &dir, output == Output::Text).await?;
     if let Some(d) = &mirror {
         eprintln!(
             "mirrored the log of size {} into {}",
@@ -415,6 +429,46 @@ async fn verify_server(
         &files,
         output,
     )
+}
+
+/// Mirrors the server's log into `dir` (C2SP tlog-tiles layout): its
+/// newest checkpoint, then every tile and entry bundle of the tree that
+/// checkpoint names; returns that tree's size. Nothing is verified here
+/// (see [`check_dir`]); a checkpoint that does not verify mirrors nothing
+/// but itself, so the check then fails on it.
+pub(crate) async fn mirror_log(
+    api: &Client,
+    verifier: &NoteVerifier,
+    origin: &Origin,
+    dir: &Path,
+    progress: bool,
+) -> anyhow::Result<TreeSize> {
+    // The newest checkpoint is fetched first and the tree it names is
+    // mirrored: later growth does not disturb the resources of that size.
+    let note = api.get_bytes("/v1/audit/log/checkpoint").await?.to_vec();
+    let size = SignedCheckpoint::open(&note, std::slice::from_ref(verifier), origin)
+        .map(|s| s.checkpoint().size())
+        .unwrap_or(TreeSize::ZERO);
+    let store = FsStore::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let wanted = resources(size);
+    let total = wanted.len();
+    let show_progress = progress && total > 50;
+    for (i, path) in wanted.into_iter().enumerate() {
+        let bytes = api
+            .get_bytes(&format!("/v1/audit/log/{path}"))
+            .await
+            .with_context(|| format!("fetching {path}"))?;
+        store
+            .write(&[(path, bytes.to_vec())])
+            .with_context(|| format!("writing {path} into {}", dir.display()))?;
+        if show_progress && (i + 1) % 100 == 0 {
+            eprintln!("fetched {} of {total} tiles and bundles", i + 1);
+        }
+    }
+    store
+        .write(&[(LogPath::Checkpoint, note)])
+        .with_context(|| format!("writing the checkpoint into {}", dir.display()))?;
+    Ok(size)
 }
 
 /// `--since`/`--until` as unix millis: RFC 3339, or an age before now.
@@ -455,6 +509,48 @@ fn verify_dir(
     let verifier: NoteVerifier = vkey.trim().parse().map_err(|e| {
         anyhow::anyhow!("--vkey: {e}; expected a signed-note verifier key `name+hash+base64`")
     })?;
+    match check_dir(dir, &verifier, origin, checkpoints)? {
+        Ok(verified) => {
+            match output {
+                Output::Json => crate::cmd::print_json(&json!({
+                    "verified": true,
+                    "size": verified.size.get(),
+                    "root": verified.root.to_string(),
+                    "checkpoints": verified.checkpoints,
+                }))?,
+                Output::Text => println!(
+                    "verified: {} entries, root {}, {} checkpoint{} consistent",
+                    verified.size.get(),
+                    verified.root,
+                    verified.checkpoints,
+                    if verified.checkpoints == 1 { "" } else { "s" }
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(message) => {
+            match output {
+                Output::Json => {
+                    crate::cmd::print_json(&json!({ "verified": false, "error": message }))?
+                }
+                Output::Text => eprintln!("VERIFICATION FAILED: {message}"),
+            }
+            Ok(ExitCode::from(crate::cmd::EXIT_DENIED))
+        }
+    }
+}
+
+/// Verifies the log mirrored in `dir` against `checkpoints` (default:
+/// `dir/checkpoint`): every signature, their consistency, the tree
+/// recomputed from the entries. The outer error is a file that could not
+/// be read; the inner one the verification failure, with its causes, naming
+/// the first bad index.
+pub(crate) fn check_dir(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    origin: Option<&str>,
+    checkpoints: &[PathBuf],
+) -> anyhow::Result<Result<ward_audit::verify::VerifiedLog, String>> {
     let files: Vec<PathBuf> = if checkpoints.is_empty() {
         vec![dir.join("checkpoint")]
     } else {
@@ -481,39 +577,15 @@ fn verify_dir(
     let origin =
         Origin::new(&origin_text).map_err(|e| anyhow::anyhow!("origin {origin_text:?}: {e}"))?;
     let store = FsStore::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    match ward_audit::verify::verify_log(&store, &notes, &verifier, &origin) {
-        Ok(verified) => {
-            match output {
-                Output::Json => crate::cmd::print_json(&json!({
-                    "verified": true,
-                    "size": verified.size.get(),
-                    "root": verified.root.to_string(),
-                    "checkpoints": verified.checkpoints,
-                }))?,
-                Output::Text => println!(
-                    "verified: {} entries, root {}, {} checkpoint{} consistent",
-                    verified.size.get(),
-                    verified.root,
-                    verified.checkpoints,
-                    if verified.checkpoints == 1 { "" } else { "s" }
-                ),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
+    Ok(
+        ward_audit::verify::verify_log(&store, &notes, verifier, &origin).map_err(|e| {
             let mut message = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
                 message.push_str(&format!(": {cause}"));
                 source = cause.source();
             }
-            match output {
-                Output::Json => {
-                    crate::cmd::print_json(&json!({ "verified": false, "error": message }))?
-                }
-                Output::Text => eprintln!("VERIFICATION FAILED: {message}"),
-            }
-            Ok(ExitCode::from(crate::cmd::EXIT_DENIED))
-        }
-    }
+            message
+        }),
+    )
 }
