@@ -318,6 +318,8 @@ fn acknowledged_decisions_reach_the_log_across_kill_9_of_server_and_proxy() {
     assert!(verified.starts_with("verified: "), "{verified}");
     let tail = admin(&["audit", "tail", "-n", "3"]);
     assert_eq!(tail.lines().count(), 4, "header and 3 rows: {tail}");
+    // Each row shows when the decision was made (records carry time_ms).
+    assert!(!tail.contains("1970-01-01"), "{tail}");
     let proof = admin(&["audit", "prove", "0"]);
     assert!(proof.starts_with("entry 0 is included"), "{proof}");
     let denied = admin(&[
