@@ -51,21 +51,24 @@ pub(crate) async fn decide(
     base: Context,
     started: Instant,
 ) -> Result<Vec<Json>, Response<Body>> {
+    // Bodies refused before any call is decided: audited, then answered
+    // with a JSON-RPC error.
+    let refused = |status, slug, code, id: Json, message: String| Refused {
+        status,
+        slug,
+        code,
+        id,
+        message,
+    };
     if let Some(detail) = unreadable(headers) {
-        let r = refusal(
+        let r = refused(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-body",
+            jsonrpc::INVALID_REQUEST,
+            Json::Null,
             detail,
         );
-        let message = r.detail.clone();
-        let _ = deny(shared, facts, r, started).await;
-        return Err(rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &[Json::Null],
-            jsonrpc::INVALID_REQUEST,
-            &message,
-            &facts.decision_id,
-        ));
+        return Err(r.answer(shared, facts, started).await);
     }
     let envelope =
         match jsonrpc::parse(body, jsonrpc::DEFAULT_MAX_DEPTH, jsonrpc::DEFAULT_MAX_BATCH) {
@@ -78,65 +81,44 @@ pub(crate) async fn decide(
                     _ => jsonrpc::PARSE_ERROR,
                 };
                 let message = format!("request body refused as a whole: {e}");
-                let r = refusal(
+                let r = refused(
                     StatusCode::BAD_REQUEST,
-                    "malformed-json-rpc",
-                    message.clone(),
-                );
-                let _ = deny(shared, facts, r, started).await;
-                return Err(rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    &[Json::Null],
+                    MALFORMED,
                     code,
-                    &message,
-                    &facts.decision_id,
-                ));
+                    Json::Null,
+                    message,
+                );
+                return Err(r.answer(shared, facts, started).await);
             }
         };
     let calls = match rpc::calls(protocol, fronted, &envelope) {
         Ok(calls) => calls,
         Err(e) => {
-            let message = format!("request body refused as a whole: {e}");
             let id = envelope
                 .messages
                 .get(e.index)
                 .and_then(|m| m.id().cloned())
                 .unwrap_or(Json::Null);
-            let r = refusal(
+            let message = format!("request body refused as a whole: {e}");
+            let r = refused(
                 StatusCode::BAD_REQUEST,
-                "malformed-json-rpc",
-                message.clone(),
-            );
-            let _ = deny(shared, facts, r, started).await;
-            return Err(rpc_error(
-                StatusCode::BAD_REQUEST,
-                &[id],
+                MALFORMED,
                 INVALID_PARAMS,
-                &message,
-                &facts.decision_id,
-            ));
+                id,
+                message,
+            );
+            return Err(r.answer(shared, facts, started).await);
         }
     };
-
     if let Some(detail) = header_mismatch(headers, &envelope, &calls) {
-        let message = format!("request refused as a whole: {detail}");
         let id = calls
             .first()
             .and_then(|c| c.id.clone())
             .unwrap_or(Json::Null);
-        let r = refusal(
-            StatusCode::BAD_REQUEST,
-            "malformed-json-rpc",
-            message.clone(),
-        );
-        let _ = deny(shared, facts, r, started).await;
-        return Err(rpc_error(
-            StatusCode::BAD_REQUEST,
-            &[id],
-            jsonrpc::INVALID_REQUEST,
-            &message,
-            &facts.decision_id,
-        ));
+        let message = format!("request refused as a whole: {detail}");
+        let code = jsonrpc::INVALID_REQUEST;
+        let r = refused(StatusCode::BAD_REQUEST, MALFORMED, code, id, message);
+        return Err(r.answer(shared, facts, started).await);
     }
 
     // The carrying request took one token; each further call in a batch
@@ -276,6 +258,33 @@ async fn refuse_batch(
     json_response(StatusCode::OK, &body)
 }
 
+/// Problem slug and metric reason of a body refused before any decision.
+const MALFORMED: &str = "malformed-json-rpc";
+
+/// A body refused as a whole before any call was decided.
+struct Refused {
+    status: StatusCode,
+    slug: &'static str,
+    code: i64,
+    id: Json,
+    message: String,
+}
+
+impl Refused {
+    /// Audits the refusal, then answers it in JSON-RPC.
+    async fn answer(self, shared: &Shared, facts: &mut Facts, started: Instant) -> Response<Body> {
+        let r = refusal(self.status, self.slug, self.message.clone());
+        let _ = deny(shared, facts, r, started).await;
+        rpc_error(
+            self.status,
+            &self.id,
+            self.code,
+            &self.message,
+            &facts.decision_id,
+        )
+    }
+}
+
 fn refusal(status: StatusCode, slug: &'static str, detail: String) -> Refusal {
     Refusal {
         status,
@@ -364,14 +373,13 @@ fn list_ids(calls: &[Call]) -> Vec<Json> {
 /// A JSON-RPC error answer for a body refused before any call was decided.
 fn rpc_error(
     status: StatusCode,
-    ids: &[Json],
+    id: &Json,
     code: i64,
     message: &str,
     decision_id: &str,
 ) -> Response<Body> {
-    let id = ids.first().cloned().unwrap_or(Json::Null);
     let body = jsonrpc::error_response(
-        &id,
+        id,
         code,
         &format!("{message} (decision {decision_id})"),
         json!({"decision_id": decision_id}),

@@ -173,6 +173,68 @@ impl World {
         }
     }
 
+    /// Registers (`POST`) or updates (`PATCH`) `agent` in team `t` with
+    /// `labels`.
+    async fn label(&self, agent: &str, new: bool, labels: Value) {
+        let attributes = json!({"team": "t", "labels": labels});
+        let (method, path, body) = if new {
+            (
+                Method::POST,
+                "/v1/agents".to_owned(),
+                json!({"name": agent, "attributes": attributes}),
+            )
+        } else {
+            (
+                Method::PATCH,
+                format!("/v1/agents/{agent}"),
+                json!({"attributes": attributes}),
+            )
+        };
+        let _: Value = self.admin().call(method, &path, Some(&body)).await.unwrap();
+    }
+
+    /// Pushes a one-file policy bundle.
+    async fn push_policy(&self, text: &str) {
+        let files = json!({"files": [{"name": "main.cedar", "text": text}]});
+        let _: Value = self
+            .admin()
+            .call(Method::POST, "/v1/policies", Some(&files))
+            .await
+            .unwrap();
+    }
+
+    /// A proxy for `agent` in front of the app at `upstream`, read as
+    /// `protocol`, ready and known to `caller`'s proxy, enforcing a bundle
+    /// with the policy `policy_id`.
+    async fn fronting(
+        &self,
+        agent: &str,
+        upstream: String,
+        protocol: Option<ward_proxy::rpc::Protocol>,
+        rate_limit: Option<RateLimit>,
+        caller: &Proxy,
+        policy_id: &str,
+    ) -> Proxy {
+        let state = self._tmp.path().join(format!("proxy-{agent}"));
+        let mut config = self.config(agent, &state, Some(self.token(agent).await));
+        config.upstream = upstream;
+        config.protocol = protocol;
+        config.rate_limit = rate_limit;
+        let proxy = ward_proxy::start(config).await.unwrap();
+        wait_ready(&proxy).await;
+        wait_endpoint(caller, agent).await;
+        wait_until("the expected policy bundle", || {
+            proxy
+                .shared
+                .compiled()
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.policies().names().any(|n| n == policy_id))
+        })
+        .await;
+        proxy
+    }
+
     async fn proxy(&self, agent: &str, rate: Option<RateLimit>) -> Proxy {
         let state = self._tmp.path().join(format!("proxy-{agent}"));
         let token = self.token(agent).await;

@@ -184,47 +184,27 @@ async fn world_with_b(
     rate_limit: Option<RateLimit>,
 ) -> (World, Proxy, Proxy, Seen) {
     let world = World::new(Duration::from_secs(600)).await;
-    let admin = world.admin();
-    let _: Value = admin
-        .call(
-            Method::PATCH,
-            "/v1/agents/b",
-            Some(&json!({"attributes": {"team": "t", "labels": {
-                "protocol": "mcp",
-                "tool.search.risk": "0",
-                "tool.echo.risk": "low",
-                "tool.delete_records.risk": "3",
-            }}})),
-        )
-        .await
-        .unwrap();
-    let _: Value = admin
-        .call(
-            Method::POST,
-            "/v1/policies",
-            Some(&json!({"files": [{"name": "main.cedar", "text": MCP_POLICY}]})),
-        )
-        .await
-        .unwrap();
+    let labels = json!({
+        "protocol": "mcp",
+        "tool.search.risk": "0",
+        "tool.echo.risk": "low",
+        "tool.delete_records.risk": "3",
+    });
+    world.label("b", false, labels).await;
+    world.push_policy(MCP_POLICY).await;
     let seen: Seen = Arc::default();
     let app = protocol_app(Arc::clone(&seen)).await;
     let pa = world.proxy("a", None).await;
-    let state = world._tmp.path().join("proxy-b");
-    let mut config = world.config("b", &state, Some(world.token("b").await));
-    config.upstream = app.to_string();
-    config.protocol = protocol;
-    config.rate_limit = rate_limit;
-    let pb = ward_proxy::start(config).await.unwrap();
-    wait_ready(&pb).await;
-    wait_endpoint(&pa, "b").await;
-    wait_until("the MCP policy", || {
-        pb.shared
-            .compiled()
-            .engine
-            .as_ref()
-            .is_some_and(|e| e.policies().names().any(|n| n == "low-risk-tools"))
-    })
-    .await;
+    let pb = world
+        .fronting(
+            "b",
+            app.to_string(),
+            protocol,
+            rate_limit,
+            &pa,
+            "low-risk-tools",
+        )
+        .await;
     (world, pa, pb, seen)
 }
 

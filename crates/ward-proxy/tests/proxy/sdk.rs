@@ -135,60 +135,24 @@ async fn real_mcp_and_a2a_sdks_through_two_proxies() {
     let (_a2a, a2a_port) = start_server(&python, "a2a_server.py");
 
     let world = World::new(Duration::from_secs(600)).await;
-    let admin = world.admin();
-    let _: Value = admin
-        .call(
-            Method::PATCH,
-            "/v1/agents/b",
-            Some(&json!({"attributes": {"team": "t", "labels": {
-                "tool.search.risk": "0",
-                "tool.echo.risk": "0",
-                "tool.delete_records.risk": "3",
-            }}})),
-        )
-        .await
-        .unwrap();
-    let _: Value = admin
-        .call(
-            Method::POST,
-            "/v1/agents",
-            Some(&json!({"name": "c", "attributes": {"team": "t", "labels": {"protocol": "a2a"}}})),
-        )
-        .await
-        .unwrap();
-    let _: Value = admin
-        .call(
-            Method::POST,
-            "/v1/policies",
-            Some(&json!({"files": [{"name": "main.cedar", "text": SDK_POLICY}]})),
-        )
-        .await
-        .unwrap();
+    let tools =
+        json!({"tool.search.risk": "0", "tool.echo.risk": "0", "tool.delete_records.risk": "3"});
+    world.label("b", false, tools).await;
+    world.label("c", true, json!({"protocol": "a2a"})).await;
+    world.push_policy(SDK_POLICY).await;
     let pa = world.proxy("a", None).await;
     let mut proxies = Vec::new();
     for (agent, port, protocol) in [
         ("b", mcp_port, Some(ward_proxy::rpc::Protocol::Mcp)),
         ("c", a2a_port, None),
     ] {
-        let state = world._tmp.path().join(format!("proxy-{agent}"));
-        let mut config = world.config(agent, &state, Some(world.token(agent).await));
-        config.upstream = format!("127.0.0.1:{port}");
-        config.protocol = protocol;
-        let proxy = ward_proxy::start(config).await.unwrap();
-        wait_ready(&proxy).await;
-        wait_endpoint(&pa, agent).await;
-        proxies.push(proxy);
+        let upstream = format!("127.0.0.1:{port}");
+        proxies.push(
+            world
+                .fronting(agent, upstream, protocol, None, &pa, "summaries")
+                .await,
+        );
     }
-    wait_until("the SDK policy", || {
-        proxies.iter().all(|p| {
-            p.shared
-                .compiled()
-                .engine
-                .as_ref()
-                .is_some_and(|e| e.policies().names().any(|n| n == "summaries"))
-        })
-    })
-    .await;
     let pb = &proxies[0];
     let pc = &proxies[1];
 
