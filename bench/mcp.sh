@@ -72,8 +72,9 @@ KEEP_WORK=${KEEP_WORK:-0}
 WARD_BIN=${WARD_BIN:-target/release/ward}
 [[ $WARD_BIN == /* ]] || WARD_BIN=$ROOT/$WARD_BIN
 
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'mcp.sh: error: %s\n' "$*" >&2; exit 1; }
+BENCH_NAME=mcp.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 case ${1:-} in
 -h | --help)
@@ -107,12 +108,8 @@ proxy_help=$("$WARD_BIN" proxy run --help 2>/dev/null) || proxy_help=""
 [[ $proxy_help == *--protocol* ]] ||
     die "$WARD_BIN has no \`ward proxy run --protocol\`: rebuild it with \`cargo build --release -p ward\`"
 
-# Settings of the user's shell must not reach the ward commands (WARD_SERVER,
-# WARD_CLIENT_CONFIG, WARD_JOIN_TOKEN, ...); WARD_LOG is kept for debugging.
 # WARD_SDK_VENV is read by scripts/sdk-venv.sh, not by ward.
-while read -r v; do
-    case $v in WARD_BIN) export -n WARD_BIN ;; WARD_LOG | WARD_LOG_FORMAT | WARD_SDK_VENV) ;; *) unset "$v" ;; esac
-done < <(compgen -e | grep '^WARD_' || true)
+scrub_ward_env WARD_SDK_VENV
 
 # --- ports ------------------------------------------------------------------
 
@@ -123,24 +120,7 @@ declare -A OUT IN ADMIN
 OUT[client]=$((PORT_BASE + 3)) IN[client]=$((PORT_BASE + 4)) ADMIN[client]=$((PORT_BASE + 5))
 OUT[tools]=$((PORT_BASE + 6)) IN[tools]=$((PORT_BASE + 7)) ADMIN[tools]=$((PORT_BASE + 8))
 
-python3 - "$PORT_BASE" "$PORT_TOP" <<'EOF' || die "ports in use (pick another PORT_BASE)"
-import socket, sys
-lo, hi = int(sys.argv[1]), int(sys.argv[2])
-busy = []
-for port in range(lo, hi + 1):
-    s = socket.socket()
-    # Like the servers: TIME_WAIT leftovers of a previous run do not count.
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        busy.append(port)
-    finally:
-        s.close()
-if busy:
-    print(f"busy ports in {lo}..{hi}: {busy}", file=sys.stderr)
-    sys.exit(1)
-EOF
+check_ports "$PORT_BASE" "$PORT_TOP"
 
 # --- the SDK venv -----------------------------------------------------------
 
@@ -149,71 +129,10 @@ PY=$("$ROOT/scripts/sdk-venv.sh" | tail -n1) || die "scripts/sdk-venv.sh failed 
 
 # --- processes and clean-up -------------------------------------------------
 
-STARTED=() # every background process this script started (and still runs)
-WORK=""
-
-# shellcheck disable=SC2317 # reached through the EXIT trap
-descendants() { # PID... -> the PIDs and all their descendants
-    local p c
-    for p in "$@"; do
-        echo "$p"
-        for c in $(pgrep -P "$p" 2>/dev/null || true); do descendants "$c"; done
-    done
-}
-
-# shellcheck disable=SC2317 # reached through the EXIT trap
-stop() { # PID...: SIGTERM (and children), wait up to 5 s, then SIGKILL
-    local all=() p i alive
-    [[ $# -gt 0 ]] || return 0
-    mapfile -t all < <(descendants "$@")
-    for p in "${all[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for ((i = 0; i < 50; i++)); do
-        alive=0
-        for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
-
-# shellcheck disable=SC2317 # reached through the EXIT trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if ((${#STARTED[@]})); then
-        log "stopping ${#STARTED[@]} processes"
-        stop "${STARTED[@]}"
-    fi
-    if [[ -n $WORK && -d $WORK ]]; then
-        if [[ $KEEP_WORK == 1 ]]; then
-            log "work dir kept: $WORK"
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo >&2; die "interrupted"' INT TERM
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ward-mcp.XXXXXX")
-mkdir -p "$WORK/logs" "$WORK/state" "$WORK/tokens" "$WORK/xdg" "$WORK/runs"
-export XDG_CONFIG_HOME=$WORK/xdg
+work_dir ward-mcp
+mkdir -p "$WORK/runs"
 DATA=$WORK/server
 CONN=(--server "127.0.0.1:$SERVER_PORT" --client-config "$DATA/admin/client.toml")
-
-declare -A PID_OF LOG_OF
-
-# start NAME LOGFILE CMD...: run CMD in the background, remember it.
-start() {
-    local name=$1 logfile=$2
-    shift 2
-    "$@" >"$logfile" 2>&1 &
-    STARTED+=("$!")
-    PID_OF[$name]=$!
-    LOG_OF[$name]=$logfile
-}
 
 # halt NAME: stop a process started with `start` before the end.
 halt() {
@@ -221,23 +140,6 @@ halt() {
     stop "$pid"
     for p in "${STARTED[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
     STARTED=("${keep[@]+"${keep[@]}"}")
-}
-
-# alive NAME: fail with the tail of its log if the process is gone.
-alive() {
-    kill -0 "${PID_OF[$1]}" 2>/dev/null && return 0
-    tail -n 20 "${LOG_OF[$1]}" >&2 || true
-    die "$1 exited early (log above: ${LOG_OF[$1]}; KEEP_WORK=1 keeps it)"
-}
-
-# ward_admin LOGFILE ARGS...: one admin CLI call; on failure show its output.
-ward_admin() {
-    local logfile=$1
-    shift
-    if ! "$WARD_BIN" "$@" "${CONN[@]}" >"$logfile.out" 2>"$logfile"; then
-        cat "$logfile.out" "$logfile" >&2 || true
-        die "\`ward $*\` failed (output above)"
-    fi
 }
 
 # show_logs: the tails of the proxies' logs (on failure).
