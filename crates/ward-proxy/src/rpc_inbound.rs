@@ -306,17 +306,7 @@ fn unreadable(headers: &HeaderMap) -> Option<String> {
             );
         }
     }
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    match media.as_deref() {
+    match media_type(headers).as_deref() {
         Some("application/json") => None,
         Some(other) => Some(format!(
             "a JSON-RPC body must be Content-Type: application/json, not {other:?}"
@@ -358,6 +348,13 @@ fn header_mismatch(headers: &HeaderMap, envelope: &Envelope, calls: &[Call]) -> 
         ));
     }
     None
+}
+
+/// The media type of `Content-Type`, lowercase, without parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or("");
+    Some(essence.trim().to_ascii_lowercase())
 }
 
 /// Ids of the requests whose answers are discovery (MCP `tools/list`, the
@@ -414,18 +411,7 @@ pub(crate) async fn filtered(
     if parts.headers.contains_key(header::CONTENT_ENCODING) {
         return withheld("it is compressed", decision_id);
     }
-    let media = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let media = media_type(&parts.headers).unwrap_or_default();
     match (&filter, media.as_str()) {
         (Filter::Answers(visibility, ids), "text/event-stream") => {
             let visibility = visibility.clone();
