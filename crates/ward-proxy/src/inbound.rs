@@ -744,8 +744,8 @@ pub(crate) async fn audit_allowed(shared: &Shared, facts: &Facts) -> Result<(), 
 #[derive(Debug)]
 pub(crate) enum Filter {
     /// Answers to these request ids keep only what the caller may use:
-    /// MCP `tools/list` results, A2A extended agent cards.
-    Answers(Visibility, Vec<serde_json::Value>),
+    /// MCP tool, resource and prompt lists, A2A extended agent cards.
+    Answers(Visibility, Vec<(serde_json::Value, crate::rpc::Listing)>),
     /// A2A: the agent card keeps only the skills the caller may use.
     Card(Visibility),
 }

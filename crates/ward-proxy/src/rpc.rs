@@ -353,17 +353,27 @@ impl Visibility {
     /// asked without arguments: a tool whose permit depends on arguments is
     /// hidden, never shown by mistake.
     pub fn may_use(&self, name: &str) -> bool {
-        let (action, kind) = match self.protocol {
-            Protocol::A2a => ("message/send", "Skill"),
-            _ => ("tools/call", "Tool"),
+        match self.protocol {
+            Protocol::A2a => self.may("message/send", "Skill", name, None),
+            _ => self.may("tools/call", "Tool", name, None),
+        }
+    }
+
+    /// Whether the caller may do `action` on `kind::"<agent>/<name>"` (or on
+    /// the agent itself for `Agent`), with `target` in the context.
+    fn may(&self, action: &str, kind: &'static str, name: &str, target: Option<&str>) -> bool {
+        let resource = if kind == "Agent" {
+            self.agent.clone()
+        } else {
+            format!("{}/{name}", self.agent)
         };
         let call = Call {
             id: None,
             method: action.to_owned(),
             action: action.to_owned(),
-            resource: (kind, format!("{}/{name}", self.agent)),
-            tool: Some(name.to_owned()),
-            target: None,
+            tool: (kind != "Agent" && target.is_none()).then(|| name.to_owned()),
+            target: target.map(str::to_owned),
+            resource: (kind, resource),
             arguments: Vec::new(),
             argument_names: Vec::new(),
             arguments_truncated: false,
@@ -386,30 +396,36 @@ impl Visibility {
     }
 
     /// Filters one JSON-RPC response message in place if it answers one of
-    /// `ids` (MCP `tools/list`: tools the caller may not call are removed;
-    /// A2A extended card: skills it may not use). Returns how many were
+    /// `ids`: what the listing names and the caller may not use is removed
+    /// (MCP tools it may not call, resources it may not read, prompts it
+    /// may not get; A2A skills in an extended card). Returns how many were
     /// removed, `None` if it is not such a response.
-    pub fn filter_answer(&self, message: &mut Json, ids: &[Json]) -> Option<usize> {
+    pub fn filter_answer(&self, message: &mut Json, ids: &[(Json, Listing)]) -> Option<usize> {
         let id = message.get("id")?;
-        if !ids.contains(id) {
-            return None;
-        }
+        let listing = ids.iter().find(|(i, _)| i == id)?.1;
         let result = message.get_mut("result")?;
-        if self.protocol == Protocol::A2a {
-            return Some(self.filter_card(result));
-        }
-        let tools = result.get_mut("tools")?.as_array_mut()?;
-        let before = tools.len();
-        tools.retain(|t| {
-            t.get("name")
+        let (field, key) = match listing {
+            Listing::Card => return Some(self.filter_card(result)),
+            Listing::Tools => ("tools", "name"),
+            Listing::Resources => ("resources", "uri"),
+            Listing::Prompts => ("prompts", "name"),
+        };
+        let items = result.get_mut(field)?.as_array_mut()?;
+        let before = items.len();
+        items.retain(|item| {
+            item.get(key)
                 .and_then(Json::as_str)
-                .is_some_and(|n| self.may_use(n))
+                .is_some_and(|n| match listing {
+                    Listing::Resources => self.may("resources/read", "Resource", n, Some(n)),
+                    Listing::Prompts => self.may("prompts/get", "Agent", n, Some(n)),
+                    _ => self.may_use(n),
+                })
         });
-        Some(before - tools.len())
+        Some(before - items.len())
     }
 
     /// Filters a body that may be one response or a batch of them.
-    pub fn filter_answers(&self, body: &mut Json, ids: &[Json]) -> usize {
+    pub fn filter_answers(&self, body: &mut Json, ids: &[(Json, Listing)]) -> usize {
         match body {
             Json::Array(items) => items
                 .iter_mut()
@@ -432,6 +448,32 @@ impl Visibility {
                 .is_some_and(|n| self.may_use(n))
         });
         before - skills.len()
+    }
+}
+
+/// A discovery answer filtered per caller, by the request that asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// MCP `tools/list`: tools the caller may `tools/call`.
+    Tools,
+    /// MCP `resources/list`: resources it may `resources/read`.
+    Resources,
+    /// MCP `prompts/list`: prompts it may `prompts/get`.
+    Prompts,
+    /// A2A extended agent card: skills it may `message/send` to.
+    Card,
+}
+
+impl Listing {
+    /// The listing a call's answer is, if any.
+    pub fn of(action: &str) -> Option<Self> {
+        Some(match action {
+            "tools/list" => Self::Tools,
+            "resources/list" => Self::Resources,
+            "prompts/list" => Self::Prompts,
+            "agent/getAuthenticatedExtendedCard" => Self::Card,
+            _ => return None,
+        })
     }
 }
 

@@ -27,7 +27,7 @@ use crate::audit::Facts;
 use crate::http::{self, Body};
 use crate::inbound::{Filter, Refusal, audit_allowed, cedar_request_for, deny, record_decision};
 use crate::jsonrpc::{self, Envelope, ParseError};
-use crate::rpc::{self, Call, Protocol};
+use crate::rpc::{self, Call, Listing, Protocol};
 
 /// JSON-RPC "invalid params": a call Ward cannot name to policy.
 const INVALID_PARAMS: i64 = -32602;
@@ -50,7 +50,7 @@ pub(crate) async fn decide(
     body: &Bytes,
     base: Context,
     started: Instant,
-) -> Result<Vec<Json>, Response<Body>> {
+) -> Result<Vec<(Json, Listing)>, Response<Body>> {
     // Bodies refused before any call is decided: audited, then answered
     // with a JSON-RPC error.
     let refused = |status, slug, code, id: Json, message: String| Refused {
@@ -359,11 +359,10 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// Ids of the requests whose answers are discovery (MCP `tools/list`, the
 /// A2A extended agent card), filtered per caller.
-fn list_ids(calls: &[Call]) -> Vec<Json> {
+fn list_ids(calls: &[Call]) -> Vec<(Json, Listing)> {
     calls
         .iter()
-        .filter(|c| c.action == "tools/list" || c.action == "agent/getAuthenticatedExtendedCard")
-        .filter_map(|c| c.id.clone())
+        .filter_map(|c| Some((c.id.clone()?, Listing::of(&c.action)?)))
         .collect()
 }
 

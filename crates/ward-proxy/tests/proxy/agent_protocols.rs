@@ -13,7 +13,8 @@ const MCP_POLICY: &str = r#"
 @reason("a may open MCP sessions with b and list its tools")
 permit(
   principal == Agent::"a",
-  action in [Action::"initialize", Action::"server/discover", Action::"mcp/notification", Action::"tools/list", Action::"ping"],
+  action in [Action::"initialize", Action::"server/discover", Action::"mcp/notification", Action::"tools/list", Action::"ping",
+             Action::"resources/list", Action::"prompts/list"],
   resource == Agent::"b"
 );
 
@@ -26,6 +27,13 @@ when { resource has risk && resource.risk <= 1 };
 @reason("nobody touches the users table")
 forbid(principal, action == Action::"tools/call", resource)
 when { context has arguments && context.arguments.contains("table=users") };
+
+@id("public-file")
+permit(principal == Agent::"a", action == Action::"resources/read", resource == Resource::"b/file:///public.txt");
+
+@id("greeting-prompt")
+permit(principal == Agent::"a", action == Action::"prompts/get", resource == Agent::"b")
+when { context has target && context.target == "greet" };
 
 @id("a2a-card")
 permit(
@@ -105,6 +113,11 @@ fn answer(path: &str, body: &[u8]) -> (&'static str, String) {
             }
             Some("SendMessage") => json!({"message": {"parts": [{"text": "done"}]}}),
             Some("GetExtendedAgentCard") => card(),
+            Some("resources/list") => json!({"resources": [
+                {"uri": "file:///public.txt", "name": "public"},
+                {"uri": "file:///etc/shadow", "name": "shadow"},
+            ]}),
+            Some("prompts/list") => json!({"prompts": [{"name": "greet"}, {"name": "exfiltrate"}]}),
             _ => json!({}),
         };
         json!({"jsonrpc": "2.0", "id": m["id"], "result": result})
@@ -404,8 +417,13 @@ async fn mcp_calls_are_decided_per_tool_and_refused_whole() {
         .unwrap();
     match sender.send_request(req).await {
         Ok(resp) => assert_eq!(resp.status(), 413),
+        // Cut off mid-send ("error writing a body", a reset): refused
+        // all the same; the app-side count below proves nothing got through.
         Err(e) => assert!(
-            e.is_body_write_aborted() || e.to_string().contains("write"),
+            e.is_body_write_aborted()
+                || e.is_closed()
+                || e.is_incomplete_message()
+                || e.to_string().contains("writ"),
             "{e}"
         ),
     }
@@ -434,6 +452,32 @@ async fn mcp_calls_are_decided_per_tool_and_refused_whole() {
             .collect();
         assert_eq!(names, vec!["search", "echo"], "{path}: {text}");
     }
+    // So do resources/list (by resources/read) and prompts/list (by
+    // prompts/get), here in one batch.
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 21, "method": "resources/list"},
+        {"jsonrpc": "2.0", "id": 22, "method": "prompts/list"},
+    ]);
+    let (status, _, out) = post(
+        &pa,
+        "b",
+        "/mcp",
+        json_ct,
+        serde_json::to_vec(&batch).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        out[0]["result"]["resources"],
+        json!([{"uri": "file:///public.txt", "name": "public"}]),
+        "{out}"
+    );
+    assert_eq!(
+        out[1]["result"]["prompts"],
+        json!([{"name": "greet"}]),
+        "{out}"
+    );
     pa.shutdown(Duration::from_secs(5)).await;
     pb.shutdown(Duration::from_secs(5)).await;
 }
