@@ -147,6 +147,22 @@ async fn post(
     post_with(proxy, target, path, content_type, &[], body).await
 }
 
+/// POSTs `message` as JSON to agent b through `proxy`; the answer as JSON
+/// (`Null` if it is not JSON).
+async fn send_json(
+    proxy: &Proxy,
+    path: &str,
+    message: &impl serde::Serialize,
+) -> (u16, hyper::HeaderMap, Value) {
+    let body = serde_json::to_vec(message).unwrap();
+    let (status, headers, out) = post(proxy, "b", path, "application/json", body).await;
+    (
+        status,
+        headers,
+        serde_json::from_slice(&out).unwrap_or(Value::Null),
+    )
+}
+
 async fn post_with(
     proxy: &Proxy,
     target: &str,
@@ -306,16 +322,8 @@ async fn mcp_calls_are_decided_per_tool_and_refused_whole() {
         {"jsonrpc": "2.0", "method": "notifications/progress"},
         {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "delete_records"}},
     ]);
-    let (status, _, out) = post(
-        &pa,
-        "b",
-        "/mcp",
-        json_ct,
-        serde_json::to_vec(&batch).unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let out: Value = serde_json::from_slice(&out).unwrap();
+    let (status, _, out) = send_json(&pa, "/mcp", &batch).await;
+    assert_eq!(status, 200, "{out}");
     let errors = out.as_array().expect("a batch gets a batch of errors");
     assert_eq!(errors.len(), 2, "no answer for the notification: {out}");
     assert_eq!(
@@ -458,16 +466,8 @@ async fn mcp_calls_are_decided_per_tool_and_refused_whole() {
         {"jsonrpc": "2.0", "id": 21, "method": "resources/list"},
         {"jsonrpc": "2.0", "id": 22, "method": "prompts/list"},
     ]);
-    let (status, _, out) = post(
-        &pa,
-        "b",
-        "/mcp",
-        json_ct,
-        serde_json::to_vec(&batch).unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let out: Value = serde_json::from_slice(&out).unwrap();
+    let (status, _, out) = send_json(&pa, "/mcp", &batch).await;
+    assert_eq!(status, 200, "{out}");
     assert_eq!(
         out[0]["result"]["resources"],
         json!([{"uri": "file:///public.txt", "name": "public"}]),
@@ -515,29 +515,13 @@ async fn a2a_messages_are_decided_per_skill_and_the_card_filtered() {
             json!({"message": {"role": "ROLE_USER", "parts": [{"text": "hi"}], "metadata": {"skill": skill}}}),
         )
     };
-    let (status, _, out) = post(
-        &pa,
-        "b",
-        "/",
-        "application/json",
-        serde_json::to_vec(&send("summarize")).unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let out: Value = serde_json::from_slice(&out).unwrap();
+    let (status, _, out) = send_json(&pa, "/", &send("summarize")).await;
+    assert_eq!(status, 200, "{out}");
     assert_eq!(out["result"]["message"]["parts"][0]["text"], "done");
 
     let before = seen.lock().unwrap().len();
-    let (status, _, out) = post(
-        &pa,
-        "b",
-        "/",
-        "application/json",
-        serde_json::to_vec(&send("wire_funds")).unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let out: Value = serde_json::from_slice(&out).unwrap();
+    let (status, _, out) = send_json(&pa, "/", &send("wire_funds")).await;
+    assert_eq!(status, 200, "{out}");
     assert_eq!(out["error"]["code"], ward_proxy::jsonrpc::DENIED);
     let record = audited(&pb, &decision_of(&out));
     assert_eq!(record.resource, "Skill::\"b/wire_funds\"");
@@ -561,17 +545,9 @@ async fn a2a_messages_are_decided_per_skill_and_the_card_filtered() {
             m
         })
         .collect();
-    let (status, headers, out) = post(
-        &pa,
-        "b",
-        "/",
-        "application/json",
-        serde_json::to_vec(&batch).unwrap(),
-    )
-    .await;
-    assert_eq!(status, 429, "{out:?}");
+    let (status, headers, out) = send_json(&pa, "/", &batch).await;
+    assert_eq!(status, 429, "{out}");
     assert!(headers.contains_key("retry-after"));
-    let out: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(
         audited(&pb, out["decision_id"].as_str().unwrap()).decision,
         Decision::Deny
