@@ -85,12 +85,20 @@ impl Hash {
     }
 }
 
+/// Writes `bytes` as lowercase hex without allocating.
+pub(crate) fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    let mut buf = [0u8; 128];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        let out = buf.get_mut(..chunk.len() * 2).ok_or(fmt::Error)?;
+        hex::encode_to_slice(chunk, out).map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(out).map_err(|_| fmt::Error)?)?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        write_hex(f, &self.0)
     }
 }
 

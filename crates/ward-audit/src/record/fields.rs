@@ -129,10 +129,6 @@ impl BodyDigest {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Lowercase hex only: one spelling per value.
 fn from_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2)
@@ -152,7 +148,7 @@ macro_rules! hex_text {
     ($ty:ident, $err:expr, |$b:ident| $parse:expr) => {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&to_hex(&self.0))
+                crate::hash::write_hex(f, &self.0)
             }
         }
 
