@@ -1,11 +1,20 @@
 //! The decision cache (DESIGN.md §4.5: a cached decision always equals the
 //! uncached one).
 //!
-//! Two bounded maps, each split into shards behind their own mutex:
-//! - *scopes*: `(principal, action, resource)` → the candidate [`Subset`],
-//!   which saves the index walk and tells which context keys matter;
-//! - *decisions*: `(principal, action, resource, values of those context
-//!   keys)` → [`Decision`].
+//! One bounded table, split into shards behind their own mutex, holding two
+//! kinds of entries:
+//! - a *scope* entry per `(principal, action, resource)`: the candidate
+//!   [`Subset`], which saves the index walk and tells which context keys
+//!   matter, and an id never reused by this cache;
+//! - a *decision* entry per `(scope id, values of those context keys)`:
+//!   the [`Decision`].
+//!
+//! Both entries of a question live in the shard its scope fingerprint picks,
+//! so a hit takes one lock: find the scope entry, hash just the context keys
+//! its subset reads, find the decision entry. A decision entry names its
+//! scope by id rather than by the three uids: the scope entry was compared
+//! in full, and an id is never reused, so a decision left behind by an
+//! evicted scope can never be found again (CLOCK reclaims it).
 //!
 //! Why that key is complete: the candidates are exactly the policies whose
 //! scope matches (see [`crate::index`]), and they are evaluated on a context
@@ -16,10 +25,10 @@
 //! function of the key.
 //!
 //! Keys are looked up by a 64-bit fingerprint (foldhash, randomly seeded per
-//! cache so request contents cannot aim at collisions) and then compared in full, so a fingerprint collision is a
-//! miss, never a wrong answer; the hit path allocates nothing. Eviction is
-//! CLOCK (second chance): hits set a bit, the hand clears bits until it finds
-//! an entry not used since its last pass.
+//! cache so request contents cannot aim at collisions) and then compared in
+//! full, so a fingerprint collision is a miss, never a wrong answer; the hit
+//! path allocates nothing. Eviction is CLOCK (second chance): hits set a bit,
+//! the hand clears bits until it finds an entry not used since its last pass.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
@@ -41,33 +50,151 @@ pub const DEFAULT_CAPACITY: usize = 1 << 16;
 #[derive(Debug)]
 pub struct DecisionCache {
     seed: foldhash::fast::RandomState,
-    scopes: Sharded<ScopeKey, Arc<Subset>>,
-    decisions: Sharded<DecisionKey, Decision>,
+    shards: Vec<Mutex<Shard>>,
+    capacity: usize,
+}
+
+/// What [`DecisionCache::get`] found short of a decision; hand it back to
+/// [`DecisionCache::put`] with the decision once evaluated.
+#[derive(Debug)]
+pub(crate) struct Miss {
+    scope_fp: u64,
+    /// The cached scope, if only the decision was missing.
+    scope: Option<(u64, Arc<Subset>)>,
+}
+
+impl Miss {
+    /// The cached candidates for this request, if the scope was cached.
+    pub(crate) fn subset(&self) -> Option<&Arc<Subset>> {
+        self.scope.as_ref().map(|(_, subset)| subset)
+    }
 }
 
 impl DecisionCache {
     /// A cache of about `capacity` decisions (and as many scopes); 0 turns
     /// caching off.
     pub fn new(capacity: usize) -> Self {
+        // Scopes and decisions share the table: room for both.
+        let per_shard = capacity.saturating_mul(2).div_ceil(SHARDS);
         Self {
             seed: foldhash::fast::RandomState::default(),
-            scopes: Sharded::new(capacity),
-            decisions: Sharded::new(capacity),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard::new(per_shard)))
+                .collect(),
+            capacity,
         }
     }
 
     /// True if caching is on.
     pub fn enabled(&self) -> bool {
-        self.decisions.capacity > 0
+        self.capacity > 0
     }
 
     /// Drops every entry.
     pub fn clear(&self) {
-        self.scopes.clear();
-        self.decisions.clear();
+        for shard in &self.shards {
+            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
     }
 
-    pub(crate) fn scope_fingerprint(&self, req: &Request) -> u64 {
+    /// The cached decision for `req`, or what is known towards one.
+    pub(crate) fn get(&self, req: &Request) -> Result<Decision, Miss> {
+        let scope_fp = self.scope_fingerprint(req);
+        let mut miss = Miss {
+            scope_fp,
+            scope: None,
+        };
+        if !self.enabled() {
+            return Err(miss);
+        }
+        let Some(mut shard) = self.shard(scope_fp) else {
+            return Err(miss);
+        };
+        let table = &mut shard.table;
+        // Positions first, reference bits after: the scope's subset is
+        // only borrowed on a hit, not cloned.
+        let Some(at_scope) =
+            table.position(scope_fp, |k| matches!(k, Key::Scope(s) if s.matches(req)))
+        else {
+            return Err(miss);
+        };
+        let Some(Val::Scope { id, subset }) = table.value(at_scope) else {
+            return Err(miss);
+        };
+        let id = *id;
+        let fp = self.decision_fingerprint(scope_fp, &subset.context, &req.context);
+        let at_decision = table.position(fp, |k| match k {
+            Key::Decision { scope, context } => {
+                *scope == id && context.matches(&subset.context, &req.context)
+            }
+            Key::Scope(_) => false,
+        });
+        let found = match at_decision.and_then(|i| table.value(i)) {
+            Some(Val::Decision(decision)) => Ok(decision.clone()),
+            _ => Err(Arc::clone(subset)),
+        };
+        table.touch(at_scope);
+        if let Some(i) = at_decision {
+            table.touch(i);
+        }
+        found.map_err(|subset| {
+            miss.scope = Some((id, subset));
+            miss
+        })
+    }
+
+    /// Remembers `decision` for `req`, evaluated with `subset` (which must
+    /// be the cached one in `miss` if there was one; that one is used).
+    pub(crate) fn put(&self, req: &Request, miss: Miss, subset: &Arc<Subset>, decision: Decision) {
+        if !self.enabled() {
+            return;
+        }
+        let Miss { scope_fp, scope } = miss;
+        // A cached scope's own subset fixes which keys its decisions key on.
+        let subset = scope.as_ref().map_or(subset, |(_, cached)| cached);
+        let fp = self.decision_fingerprint(scope_fp, &subset.context, &req.context);
+        // Built before taking the lock, which then only guards the inserts.
+        let context = Projected::of(&subset.context, &req.context);
+        let Some(mut shard) = self.shard(scope_fp) else {
+            return;
+        };
+        let id = match scope {
+            Some((id, _)) => id,
+            None => {
+                let id = shard.next_id;
+                shard.next_id = id.wrapping_add(1);
+                shard.table.insert(
+                    scope_fp,
+                    Key::Scope(Box::new(ScopeKey::of(req))),
+                    Val::Scope {
+                        id,
+                        subset: Arc::clone(subset),
+                    },
+                );
+                id
+            }
+        };
+        shard.table.insert(
+            fp,
+            Key::Decision { scope: id, context },
+            Val::Decision(decision),
+        );
+    }
+
+    fn shard(&self, fp: u64) -> Option<MutexGuard<'_, Shard>> {
+        // The top bits pick the shard; the map inside uses the low bits.
+        let i = usize::try_from(fp >> 61).ok()? % SHARDS;
+        // A poisoned shard only means a panic elsewhere while it was held;
+        // each operation leaves the shard consistent, so keep using it.
+        Some(
+            self.shards
+                .get(i)?
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    fn scope_fingerprint(&self, req: &Request) -> u64 {
         let mut h = self.seed.build_hasher();
         req.principal.hash(&mut h);
         req.action.hash(&mut h);
@@ -75,47 +202,74 @@ impl DecisionCache {
         h.finish()
     }
 
-    pub(crate) fn scope(&self, fp: u64, req: &Request) -> Option<Arc<Subset>> {
-        self.scopes.get(fp, |k| k.matches(req))
+    fn decision_fingerprint(&self, scope_fp: u64, refs: &ContextRefs, ctx: &Context) -> u64 {
+        match refs {
+            ContextRefs::Whole => {
+                let mut h = self.seed.build_hasher();
+                h.write_u64(scope_fp);
+                ctx.hash(&mut h);
+                h.finish()
+            }
+            ContextRefs::Keys(keys) => {
+                self.values_fingerprint(scope_fp, keys.iter().map(|k| ctx.get(k)))
+            }
+        }
     }
 
-    pub(crate) fn put_scope(&self, fp: u64, req: &Request, subset: Arc<Subset>) {
-        self.scopes.insert(fp, ScopeKey::of(req), subset);
-    }
-
-    pub(crate) fn decision_fingerprint(
+    /// The fingerprint of a decision whose scope reads keys with these
+    /// values (in the keys' order); the one place it is computed, so `get`
+    /// and `put` agree.
+    fn values_fingerprint<'a>(
         &self,
         scope_fp: u64,
-        refs: &ContextRefs,
-        ctx: &Context,
+        values: impl Iterator<Item = Option<&'a Value>>,
     ) -> u64 {
         let mut h = self.seed.build_hasher();
         h.write_u64(scope_fp);
-        match refs {
-            ContextRefs::Whole => ctx.hash(&mut h),
-            ContextRefs::Keys(keys) => {
-                for key in keys.iter() {
-                    ctx.get(key).hash(&mut h);
-                }
-            }
+        for value in values {
+            value.hash(&mut h);
         }
         h.finish()
     }
+}
 
-    pub(crate) fn decision(&self, fp: u64, req: &Request, refs: &ContextRefs) -> Option<Decision> {
-        self.decisions.get(fp, |k| k.matches(req, refs))
+/// One shard: its part of the table and the next scope id it hands out.
+#[derive(Debug)]
+struct Shard {
+    table: Clock<Key, Val>,
+    /// Ids are per shard: a decision entry is only ever looked up in the
+    /// shard of its scope. 2^64 scope insertions never happen, so ids are
+    /// never reused.
+    next_id: u64,
+}
+
+impl Shard {
+    fn new(capacity: usize) -> Self {
+        Self {
+            table: Clock::new(capacity),
+            next_id: 0,
+        }
     }
 
-    pub(crate) fn put_decision(
-        &self,
-        fp: u64,
-        req: &Request,
-        refs: &ContextRefs,
-        decision: Decision,
-    ) {
-        self.decisions
-            .insert(fp, DecisionKey::of(req, refs), decision);
+    fn clear(&mut self) {
+        // `next_id` keeps counting: ids stay unique for the cache's life.
+        self.table.clear();
     }
+}
+
+#[derive(Debug)]
+enum Key {
+    /// Boxed: three uids are large, and most entries are decisions.
+    Scope(Box<ScopeKey>),
+    /// `scope` is the id of the scope entry the decision was made under;
+    /// `context` holds the values of the keys its subset reads.
+    Decision { scope: u64, context: Projected },
+}
+
+#[derive(Debug)]
+enum Val {
+    Scope { id: u64, subset: Arc<Subset> },
+    Decision(Decision),
 }
 
 #[derive(Debug)]
@@ -141,99 +295,37 @@ impl ScopeKey {
     }
 }
 
+/// The part of a context a scope's policies can read.
 #[derive(Debug)]
 enum Projected {
-    /// The values (or absence) of these keys, in the same order.
-    Keys(Arc<[String]>, Box<[Option<Value>]>),
+    /// The values (or absence) of the scope's keys, in the same order.
+    Keys(Box<[Option<Value>]>),
     Whole(Context),
 }
 
-#[derive(Debug)]
-struct DecisionKey {
-    scope: ScopeKey,
-    context: Projected,
-}
-
-impl DecisionKey {
-    fn of(req: &Request, refs: &ContextRefs) -> Self {
-        Self {
-            scope: ScopeKey::of(req),
-            context: match refs {
-                ContextRefs::Whole => Projected::Whole(req.context.clone()),
-                ContextRefs::Keys(keys) => Projected::Keys(
-                    Arc::clone(keys),
-                    keys.iter().map(|k| req.context.get(k).cloned()).collect(),
-                ),
-            },
-        }
-    }
-
-    fn matches(&self, req: &Request, refs: &ContextRefs) -> bool {
-        self.scope.matches(req)
-            && match (&self.context, refs) {
-                (Projected::Whole(ctx), ContextRefs::Whole) => *ctx == req.context,
-                (Projected::Keys(stored_keys, values), ContextRefs::Keys(keys)) => {
-                    (Arc::ptr_eq(stored_keys, keys) || stored_keys == keys)
-                        && values.len() == keys.len()
-                        && values
-                            .iter()
-                            .zip(keys.iter())
-                            .all(|(v, k)| v.as_ref() == req.context.get(k))
-                }
-                _ => false,
+impl Projected {
+    fn of(refs: &ContextRefs, ctx: &Context) -> Self {
+        match refs {
+            ContextRefs::Whole => Self::Whole(ctx.clone()),
+            ContextRefs::Keys(keys) => {
+                Self::Keys(keys.iter().map(|k| ctx.get(k).cloned()).collect())
             }
-    }
-}
-
-#[derive(Debug)]
-struct Sharded<K, V> {
-    shards: Vec<Mutex<Clock<K, V>>>,
-    capacity: usize,
-}
-
-impl<K, V: Clone> Sharded<K, V> {
-    fn new(capacity: usize) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS);
-        Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(Clock::new(per_shard)))
-                .collect(),
-            capacity,
         }
     }
 
-    fn shard(&self, fp: u64) -> Option<MutexGuard<'_, Clock<K, V>>> {
-        // The top bits pick the shard; the map inside uses the low bits.
-        let i = usize::try_from(fp >> 61).ok()? % SHARDS;
-        // A poisoned shard only means a panic elsewhere while it was held;
-        // each operation leaves the shard consistent, so keep using it.
-        Some(
-            self.shards
-                .get(i)?
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
-    }
-
-    fn get(&self, fp: u64, matches: impl Fn(&K) -> bool) -> Option<V> {
-        if self.capacity == 0 {
-            return None;
-        }
-        self.shard(fp)?.get(fp, matches).cloned()
-    }
-
-    fn insert(&self, fp: u64, key: K, value: V) {
-        if self.capacity == 0 {
-            return;
-        }
-        if let Some(mut shard) = self.shard(fp) {
-            shard.insert(fp, key, value);
-        }
-    }
-
-    fn clear(&self) {
-        for shard in &self.shards {
-            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    /// True if `ctx` projects onto `self` through `refs`, the refs of the
+    /// scope this projection was stored under.
+    fn matches(&self, refs: &ContextRefs, ctx: &Context) -> bool {
+        match (self, refs) {
+            (Self::Whole(stored), ContextRefs::Whole) => stored == ctx,
+            (Self::Keys(values), ContextRefs::Keys(keys)) => {
+                values.len() == keys.len()
+                    && values
+                        .iter()
+                        .zip(keys.iter())
+                        .all(|(v, k)| v.as_ref() == ctx.get(k))
+            }
+            _ => false,
         }
     }
 }
@@ -287,14 +379,28 @@ impl<K, V> Clock<K, V> {
         }
     }
 
+    #[cfg(test)]
     fn get(&mut self, fp: u64, matches: impl Fn(&K) -> bool) -> Option<&V> {
+        let i = self.position(fp, matches)?;
+        self.touch(i);
+        self.value(i)
+    }
+
+    /// Where the entry with fingerprint `fp` and a key that `matches` is.
+    fn position(&self, fp: u64, matches: impl Fn(&K) -> bool) -> Option<usize> {
         let &i = self.index.get(&fp)?;
-        let slot = self.slots.get_mut(i)?;
-        if !matches(&slot.key) {
-            return None;
+        matches(&self.slots.get(i)?.key).then_some(i)
+    }
+
+    fn value(&self, i: usize) -> Option<&V> {
+        self.slots.get(i).map(|slot| &slot.value)
+    }
+
+    /// Marks the entry at `i` used since the hand last passed.
+    fn touch(&mut self, i: usize) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.referenced = true;
         }
-        slot.referenced = true;
-        Some(&slot.value)
     }
 
     fn insert(&mut self, fp: u64, key: K, value: V) {
@@ -394,11 +500,103 @@ mod tests {
         assert_eq!(c.get(7, |k| *k == "b"), Some(&2));
     }
 
+    fn world() -> (Arc<Subset>, impl Fn(i64, i64) -> Request) {
+        world_of("permit(principal, action, resource) when { context.risk_score < 5 };")
+    }
+
+    fn world_of(policy: &str) -> (Arc<Subset>, impl Fn(i64, i64) -> Request) {
+        let schema = crate::Schema::ward().unwrap();
+        let set = crate::PolicySet::load(&schema, [("p.cedar", policy)]).unwrap();
+        let subset = crate::subset::SubsetMemo::new(4).get(&set, &[0]);
+        let req = |risk: i64, time: i64| {
+            Request::new(
+                r#"Agent::"a""#.parse().unwrap(),
+                r#"Action::"GET""#.parse().unwrap(),
+                r#"Agent::"b""#.parse().unwrap(),
+                Context::new().with("risk_score", risk).with("time", time),
+            )
+        };
+        (subset, req)
+    }
+
+    fn decision(effect: crate::decision::Effect) -> Decision {
+        Decision {
+            decision: effect,
+            lists: Arc::default(),
+            policy_version: crate::PolicyVersion::of_sources([("a", "b")]),
+            eval_time: std::time::Duration::ZERO,
+            cached: false,
+        }
+    }
+
+    #[test]
+    fn keys_on_the_context_keys_the_scope_reads_only() {
+        use crate::decision::Effect;
+        let (subset, req) = world();
+        let cache = DecisionCache::new(64);
+        let miss = cache.get(&req(1, 10)).unwrap_err();
+        assert!(miss.subset().is_none());
+        cache.put(&req(1, 10), miss, &subset, decision(Effect::Allow));
+        // `time` is read by no policy of the scope: same key.
+        assert_eq!(cache.get(&req(1, 99)).unwrap().effect(), Effect::Allow);
+        // `risk_score` is: the scope is known, the decision is not.
+        let miss = cache.get(&req(7, 10)).unwrap_err();
+        assert!(Arc::ptr_eq(miss.subset().unwrap(), &subset));
+        cache.put(&req(7, 10), miss, &subset, decision(Effect::Deny));
+        assert_eq!(cache.get(&req(7, 10)).unwrap().effect(), Effect::Deny);
+        assert_eq!(cache.get(&req(1, 10)).unwrap().effect(), Effect::Allow);
+        cache.clear();
+        assert!(cache.get(&req(1, 10)).is_err());
+    }
+
+    #[test]
+    fn a_scope_reading_the_whole_context_keys_on_all_of_it() {
+        use crate::decision::Effect;
+        let (subset, req) = world_of(
+            "permit(principal, action, resource) when { context == context && context.risk_score < 5 };",
+        );
+        assert_eq!(subset.context, ContextRefs::Whole);
+        let cache = DecisionCache::new(64);
+        let miss = cache.get(&req(1, 10)).unwrap_err();
+        cache.put(&req(1, 10), miss, &subset, decision(Effect::Allow));
+        assert_eq!(cache.get(&req(1, 10)).unwrap().effect(), Effect::Allow);
+        let miss = cache.get(&req(1, 11)).unwrap_err();
+        assert!(miss.subset().is_some());
+    }
+
+    #[test]
+    fn decisions_of_a_replaced_scope_entry_are_never_found() {
+        use crate::decision::Effect;
+        let (subset, req) = world();
+        let cache = DecisionCache::new(64);
+        let miss = cache.get(&req(1, 0)).unwrap_err();
+        cache.put(&req(1, 0), miss, &subset, decision(Effect::Allow));
+        // The scope entry is replaced (as after its eviction and a new miss)
+        // while the decision for risk 1 stays in the table under the old id.
+        let miss = cache.get(&req(2, 0)).unwrap_err();
+        let fresh = Miss {
+            scope_fp: miss.scope_fp,
+            scope: None,
+        };
+        cache.put(&req(2, 0), fresh, &subset, decision(Effect::Deny));
+        let miss = cache.get(&req(1, 0)).unwrap_err();
+        assert!(miss.subset().is_some(), "the new scope entry is found");
+        assert_eq!(cache.get(&req(2, 0)).unwrap().effect(), Effect::Deny);
+    }
+
     #[test]
     fn zero_capacity_stores_nothing() {
-        let s: Sharded<u32, u32> = Sharded::new(0);
-        s.insert(1, 1, 1);
-        assert_eq!(s.get(1, |_| true), None);
+        let cache = DecisionCache::new(0);
+        assert!(!cache.enabled());
+        let (subset, req) = world();
+        let miss = cache.get(&req(1, 0)).unwrap_err();
+        cache.put(
+            &req(1, 0),
+            miss,
+            &subset,
+            decision(crate::decision::Effect::Allow),
+        );
+        assert!(cache.get(&req(1, 0)).is_err());
         let mut c: Clock<u32, u32> = Clock::new(0);
         c.insert(1, 1, 1);
         assert_eq!(c.len(), 0);

@@ -17,7 +17,7 @@ use std::time::Instant;
 use cedar_policy::{AuthorizationError, Authorizer, Entity, EntityUid};
 
 use crate::cache::{DEFAULT_CAPACITY, DecisionCache};
-use crate::decision::{Decision, DecisionError, Effect};
+use crate::decision::{Decision, DecisionError, Effect, Lists};
 use crate::entities::{EntityError, EntityStore};
 use crate::index::Index;
 use crate::policy_set::PolicySet;
@@ -53,6 +53,8 @@ pub struct Engine {
     entities: EntityStore,
     cache: DecisionCache,
     authorizer: Authorizer,
+    /// The lists of a decision with no determining policy and no error.
+    no_lists: Arc<Lists>,
 }
 
 impl Engine {
@@ -74,6 +76,7 @@ impl Engine {
             entities,
             cache: DecisionCache::new(DEFAULT_CAPACITY),
             authorizer: Authorizer::new(),
+            no_lists: Arc::default(),
         })
     }
 
@@ -92,26 +95,20 @@ impl Engine {
         if !self.cache.enabled() {
             return self.decide_uncached_from(req, start);
         }
-        let scope_fp = self.cache.scope_fingerprint(req);
-        let subset = match self.cache.scope(scope_fp, req) {
-            Some(subset) => subset,
-            None => {
-                let subset = self.subset_for(req);
-                self.cache.put_scope(scope_fp, req, Arc::clone(&subset));
-                subset
+        let miss = match self.cache.get(req) {
+            Ok(mut hit) => {
+                hit.cached = true;
+                hit.eval_time = start.elapsed();
+                return hit;
             }
+            Err(miss) => miss,
         };
-        let fp = self
-            .cache
-            .decision_fingerprint(scope_fp, &subset.context, &req.context);
-        if let Some(mut hit) = self.cache.decision(fp, req, &subset.context) {
-            hit.cached = true;
-            hit.eval_time = start.elapsed();
-            return hit;
-        }
+        let subset = match miss.subset() {
+            Some(subset) => Arc::clone(subset),
+            None => self.subset_for(req),
+        };
         let decision = self.evaluate(&subset, req, start);
-        self.cache
-            .put_decision(fp, req, &subset.context, decision.clone());
+        self.cache.put(req, miss, &subset, decision.clone());
         decision
     }
 
@@ -277,11 +274,26 @@ impl Engine {
         let chosen = determining
             .iter()
             .filter_map(|&i| infos.get(usize::try_from(i).ok()?));
+        // No error and at most one determining policy is the common case:
+        // share the lists built at load instead of allocating per decision.
+        let shared = match (determining, errors.is_empty()) {
+            ([], true) => Some(Arc::clone(&self.no_lists)),
+            ([only], true) => usize::try_from(*only)
+                .ok()
+                .and_then(|i| infos.get(i))
+                .map(|info| Arc::clone(&info.alone)),
+            _ => None,
+        };
+        let lists = shared.unwrap_or_else(|| {
+            Arc::new(Lists {
+                policies: chosen.clone().map(|p| Arc::clone(&p.name)).collect(),
+                reasons: chosen.filter_map(|p| p.reason.clone()).collect(),
+                errors: errors.into(),
+            })
+        });
         Decision {
             decision: effect,
-            policies: chosen.clone().map(|p| Arc::clone(&p.name)).collect(),
-            reasons: chosen.filter_map(|p| p.reason.clone()).collect(),
-            errors: errors.into(),
+            lists,
             policy_version: self.policies.version(),
             eval_time: start.elapsed(),
             cached: false,

@@ -12,6 +12,10 @@
 //! ancestors (from the [`EntityStore`]'s transitive closure), then checks all
 //! three constraints of each gathered policy exactly. Policies with no
 //! constraint at all are in an always-evaluate bucket.
+//!
+//! Every uid and type a scope names is numbered when the index is built; a
+//! lookup resolves the request's three entities and their ancestors to
+//! those numbers once, so the exact checks compare integers, not uids.
 
 use std::collections::HashMap;
 
@@ -23,46 +27,108 @@ use crate::entities::EntityStore;
 use crate::policy_set::PolicySet;
 use crate::request::Request;
 
+/// Fast, randomly seeded hashing for the index's maps: keys are entity uids
+/// from policies and requests, never worth SipHash's cost on this path.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A uid or type named in some policy's scope, numbered once at build time
+/// so that a lookup compares integers instead of uids (each uid comparison
+/// is a type-name and an id string comparison).
+type Sym = u32;
+
+/// Every uid and entity type some scope names, each with its [`Sym`].
+#[derive(Debug, Default)]
+struct Symbols {
+    uids: Map<EntityUid, Sym>,
+    types: Map<EntityTypeName, Sym>,
+}
+
+impl Symbols {
+    fn uid(&mut self, uid: EntityUid) -> Sym {
+        let next = self.next();
+        *self.uids.entry(uid).or_insert(next)
+    }
+
+    fn ty(&mut self, ty: EntityTypeName) -> Sym {
+        let next = self.next();
+        *self.types.entry(ty).or_insert(next)
+    }
+
+    /// Uids and types share one numbering; they are never compared with
+    /// each other anyway.
+    fn next(&self) -> Sym {
+        // Scopes name at most three uids per policy and PolicySet holds
+        // fewer than 2^32 policies; saturating keeps this total regardless.
+        u32::try_from(self.uids.len() + self.types.len()).unwrap_or(u32::MAX)
+    }
+}
+
 /// A principal or resource scope constraint.
 #[derive(Debug, Clone)]
 enum EntityScope {
     Any,
-    Eq(EntityUid),
-    In(EntityUid),
-    Is(EntityTypeName),
-    IsIn(EntityTypeName, EntityUid),
+    Eq(Sym),
+    In(Sym),
+    Is(Sym),
+    IsIn(Sym, Sym),
 }
 
-/// A request entity with its transitive ancestors, looked up once per
-/// request: comparing against this short list is much cheaper than a hash
-/// lookup in the store per candidate policy.
-struct Resolved<'a> {
-    uid: &'a EntityUid,
-    ancestors: Vec<&'a EntityUid>,
+/// A request entity resolved against the index's symbols, once per
+/// request. A uid or type no scope names gets no symbol: it can equal no
+/// scope's uid, so leaving it out loses no match.
+struct Resolved {
+    sym: Option<Sym>,
+    ty: Option<Sym>,
+    /// The symbols of its transitive ancestors (from the store's closure)
+    /// that some scope names.
+    ancestors: Vec<Sym>,
 }
 
-impl<'a> Resolved<'a> {
-    fn new(uid: &'a EntityUid, store: &'a EntityStore) -> Self {
+impl Resolved {
+    fn new(uid: &EntityUid, store: &EntityStore, symbols: &Symbols) -> Self {
         Self {
-            uid,
-            ancestors: store.ancestors(uid).collect(),
+            sym: symbols.uids.get(uid).copied(),
+            ty: symbols.types.get(uid.type_name()).copied(),
+            ancestors: store
+                .ancestors(uid)
+                .filter_map(|a| symbols.uids.get(a).copied())
+                .collect(),
         }
     }
 
     /// Cedar's `uid in e`: the store's ancestor sets are already transitive.
-    fn is_in(&self, e: &EntityUid) -> bool {
-        self.uid == e || self.ancestors.contains(&e)
+    fn is_in(&self, e: Sym) -> bool {
+        self.sym == Some(e) || self.ancestors.contains(&e)
+    }
+
+    fn is(&self, t: Sym) -> bool {
+        self.ty == Some(t)
+    }
+
+    /// Itself (if any scope names it) and its named ancestors.
+    fn with_ancestors(&self) -> impl Iterator<Item = Sym> {
+        self.sym.into_iter().chain(self.ancestors.iter().copied())
     }
 }
 
 impl EntityScope {
-    fn matches(&self, r: &Resolved<'_>) -> bool {
-        match self {
+    fn new(c: Constraint, symbols: &mut Symbols) -> Self {
+        match c {
+            Constraint::Any => Self::Any,
+            Constraint::Eq(e) => Self::Eq(symbols.uid(e)),
+            Constraint::In(e) => Self::In(symbols.uid(e)),
+            Constraint::Is(t) => Self::Is(symbols.ty(t)),
+            Constraint::IsIn(t, e) => Self::IsIn(symbols.ty(t), symbols.uid(e)),
+        }
+    }
+
+    fn matches(&self, r: &Resolved) -> bool {
+        match *self {
             Self::Any => true,
-            Self::Eq(e) => r.uid == e,
+            Self::Eq(e) => r.sym == Some(e),
             Self::In(e) => r.is_in(e),
-            Self::Is(t) => r.uid.type_name() == t,
-            Self::IsIn(t, e) => r.uid.type_name() == t && r.is_in(e),
+            Self::Is(t) => r.is(t),
+            Self::IsIn(t, e) => r.is(t) && r.is_in(e),
         }
     }
 
@@ -78,7 +144,16 @@ impl EntityScope {
     }
 }
 
-impl From<PrincipalConstraint> for EntityScope {
+/// Cedar's principal and resource constraints, which have the same shape.
+enum Constraint {
+    Any,
+    Eq(EntityUid),
+    In(EntityUid),
+    Is(EntityTypeName),
+    IsIn(EntityTypeName, EntityUid),
+}
+
+impl From<PrincipalConstraint> for Constraint {
     fn from(c: PrincipalConstraint) -> Self {
         match c {
             PrincipalConstraint::Any => Self::Any,
@@ -90,7 +165,7 @@ impl From<PrincipalConstraint> for EntityScope {
     }
 }
 
-impl From<ResourceConstraint> for EntityScope {
+impl From<ResourceConstraint> for Constraint {
     fn from(c: ResourceConstraint) -> Self {
         match c {
             ResourceConstraint::Any => Self::Any,
@@ -106,16 +181,16 @@ impl From<ResourceConstraint> for EntityScope {
 #[derive(Debug, Clone)]
 enum ActionScope {
     Any,
-    Eq(EntityUid),
-    In(Vec<EntityUid>),
+    Eq(Sym),
+    In(Vec<Sym>),
 }
 
 impl ActionScope {
-    fn matches(&self, r: &Resolved<'_>) -> bool {
+    fn matches(&self, r: &Resolved) -> bool {
         match self {
             Self::Any => true,
-            Self::Eq(e) => r.uid == e,
-            Self::In(es) => es.iter().any(|e| r.is_in(e)),
+            Self::Eq(e) => r.sym == Some(*e),
+            Self::In(es) => es.iter().any(|&e| r.is_in(e)),
         }
     }
 }
@@ -128,14 +203,11 @@ struct Scope {
 }
 
 impl Scope {
-    fn matches(
-        &self,
-        principal: &Resolved<'_>,
-        action: &Resolved<'_>,
-        resource: &Resolved<'_>,
-    ) -> bool {
-        self.principal.matches(principal)
-            && self.action.matches(action)
+    fn matches(&self, principal: &Resolved, action: &Resolved, resource: &Resolved) -> bool {
+        // Action first: a posting list gathered by principal or resource
+        // (e.g. every policy for a team) mostly fails on the action.
+        self.action.matches(action)
+            && self.principal.matches(principal)
             && self.resource.matches(resource)
     }
 }
@@ -143,39 +215,37 @@ impl Scope {
 /// Posting lists for one entity dimension (principal or resource).
 #[derive(Debug, Default)]
 struct EntityPostings {
-    eq: HashMap<EntityUid, Vec<u32>>,
+    eq: Map<Sym, Vec<u32>>,
     // `in e` and `is T in e` are both found through `e`; the exact check
     // afterwards tests the type.
-    in_: HashMap<EntityUid, Vec<u32>>,
-    is: HashMap<EntityTypeName, Vec<u32>>,
+    in_: Map<Sym, Vec<u32>>,
+    is: Map<Sym, Vec<u32>>,
 }
 
 impl EntityPostings {
     fn file(&mut self, scope: &EntityScope, policy: u32) {
-        match scope {
+        match *scope {
             EntityScope::Any => {}
-            EntityScope::Eq(e) => self.eq.entry(e.clone()).or_default().push(policy),
+            EntityScope::Eq(e) => self.eq.entry(e).or_default().push(policy),
             EntityScope::In(e) | EntityScope::IsIn(_, e) => {
-                self.in_.entry(e.clone()).or_default().push(policy);
+                self.in_.entry(e).or_default().push(policy);
             }
-            EntityScope::Is(t) => self.is.entry(t.clone()).or_default().push(policy),
+            EntityScope::Is(t) => self.is.entry(t).or_default().push(policy),
         }
     }
 
-    fn gather(&self, r: &Resolved<'_>, out: &mut Vec<u32>) {
-        let lists = [
-            self.eq.get(r.uid),
-            self.in_.get(r.uid),
-            self.is.get(r.uid.type_name()),
-        ];
-        for list in lists.into_iter().flatten() {
+    fn gather(&self, r: &Resolved, out: &mut Vec<u32>) {
+        if let Some(list) = r.sym.and_then(|s| self.eq.get(&s)) {
+            out.extend_from_slice(list);
+        }
+        if let Some(list) = r.ty.and_then(|t| self.is.get(&t)) {
             out.extend_from_slice(list);
         }
         if self.in_.is_empty() {
             return;
         }
-        for &ancestor in &r.ancestors {
-            if let Some(list) = self.in_.get(ancestor) {
+        for s in r.with_ancestors() {
+            if let Some(list) = self.in_.get(&s) {
                 out.extend_from_slice(list);
             }
         }
@@ -185,10 +255,11 @@ impl EntityPostings {
 /// Policies filed by their most selective scope constraint.
 #[derive(Debug, Default)]
 pub struct Index {
+    symbols: Symbols,
     scopes: Vec<Scope>,
     principal: EntityPostings,
     resource: EntityPostings,
-    action: HashMap<EntityUid, Vec<u32>>,
+    action: Map<Sym, Vec<u32>>,
     always: Vec<u32>,
 }
 
@@ -199,14 +270,17 @@ impl Index {
         for (i, info) in policies.infos().iter().enumerate() {
             // PolicySet guarantees fewer than 2^32 policies.
             let Ok(i) = u32::try_from(i) else { break };
+            let symbols = &mut index.symbols;
             let scope = Scope {
-                principal: info.policy.principal_constraint().into(),
+                principal: EntityScope::new(info.policy.principal_constraint().into(), symbols),
                 action: match info.policy.action_constraint() {
                     ActionConstraint::Any => ActionScope::Any,
-                    ActionConstraint::Eq(e) => ActionScope::Eq(e),
-                    ActionConstraint::In(es) => ActionScope::In(es),
+                    ActionConstraint::Eq(e) => ActionScope::Eq(symbols.uid(e)),
+                    ActionConstraint::In(es) => {
+                        ActionScope::In(es.into_iter().map(|e| symbols.uid(e)).collect())
+                    }
                 },
-                resource: info.policy.resource_constraint().into(),
+                resource: EntityScope::new(info.policy.resource_constraint().into(), symbols),
             };
             let p = scope.principal.selectivity();
             let r = scope.resource.selectivity();
@@ -221,10 +295,10 @@ impl Index {
                 Some(best) if p == Some(best) => index.principal.file(&scope.principal, i),
                 Some(best) if r == Some(best) => index.resource.file(&scope.resource, i),
                 Some(_) => match &scope.action {
-                    ActionScope::Eq(e) => index.action.entry(e.clone()).or_default().push(i),
+                    ActionScope::Eq(e) => index.action.entry(*e).or_default().push(i),
                     ActionScope::In(es) => {
-                        for e in es {
-                            index.action.entry(e.clone()).or_default().push(i);
+                        for &e in es {
+                            index.action.entry(e).or_default().push(i);
                         }
                     }
                     // Unreachable: `a` is `None` for `Any`; file it safely anyway.
@@ -240,13 +314,13 @@ impl Index {
     /// duplicates, written into `out` (cleared first).
     pub fn candidates(&self, req: &Request, store: &EntityStore, out: &mut Vec<u32>) {
         out.clear();
-        let principal = Resolved::new(&req.principal, store);
-        let action = Resolved::new(&req.action, store);
-        let resource = Resolved::new(&req.resource, store);
+        let principal = Resolved::new(&req.principal, store, &self.symbols);
+        let action = Resolved::new(&req.action, store, &self.symbols);
+        let resource = Resolved::new(&req.resource, store, &self.symbols);
         self.principal.gather(&principal, out);
         self.resource.gather(&resource, out);
-        for a in std::iter::once(action.uid).chain(action.ancestors.iter().copied()) {
-            if let Some(list) = self.action.get(a) {
+        for a in action.with_ancestors() {
+            if let Some(list) = self.action.get(&a) {
                 out.extend_from_slice(list);
             }
         }

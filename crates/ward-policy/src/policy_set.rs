@@ -12,6 +12,7 @@ use std::sync::Arc;
 use cedar_policy::{Policy, PolicyId, ValidationMode, Validator};
 
 use crate::context_refs::ContextRefs;
+use crate::decision::Lists;
 use crate::problem::{LoadError, Problem};
 use crate::schema::Schema;
 use crate::version::PolicyVersion;
@@ -32,6 +33,9 @@ pub(crate) struct PolicyInfo {
     pub(crate) reason: Option<Arc<str>>,
     /// The context keys the policy can read.
     pub(crate) context: ContextRefs,
+    /// The lists of an error-free decision this policy alone determines
+    /// (the usual case), built once and shared by every such decision.
+    pub(crate) alone: Arc<Lists>,
 }
 
 /// A validated set of policies. Cloning is cheap.
@@ -147,9 +151,16 @@ impl PolicySet {
             let index = u32::try_from(i)
                 .map_err(|_| LoadError::new(vec![Problem::new("more than 2^32 policies")]))?;
             by_id.insert(policy.id().clone(), index);
+            let name: Arc<str> = Arc::from(policy.id().to_string());
+            let reason: Option<Arc<str>> = policy.annotation(REASON_ANNOTATION).map(Arc::from);
             infos.push(PolicyInfo {
-                name: Arc::from(policy.id().to_string()),
-                reason: policy.annotation(REASON_ANNOTATION).map(Arc::from),
+                alone: Arc::new(Lists {
+                    policies: Box::new([Arc::clone(&name)]),
+                    reasons: reason.iter().cloned().collect(),
+                    errors: Box::default(),
+                }),
+                name,
+                reason,
                 context: ContextRefs::of(&policy),
                 policy,
             });

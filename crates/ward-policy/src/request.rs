@@ -148,25 +148,38 @@ impl Context {
         &self,
         refs: &ContextRefs,
     ) -> Result<cedar_policy::Context, ContextError> {
-        let pairs = match refs {
-            ContextRefs::Whole => self
-                .0
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), v.to_cedar()?)))
-                .collect::<Result<Vec<_>, ContextError>>()?,
-            ContextRefs::Keys(keys) => keys
-                .iter()
-                .filter_map(|k| self.0.get(k).map(|v| (k, v)))
-                .map(|(k, v)| Ok((k.clone(), v.to_cedar()?)))
-                .collect::<Result<Vec<_>, ContextError>>()?,
-        };
-        cedar_policy::Context::from_pairs(pairs).map_err(|e| ContextError(e.to_string()))
+        match refs {
+            ContextRefs::Whole => cedar_context(self.0.iter()),
+            ContextRefs::Keys(keys) => {
+                cedar_context(keys.iter().filter_map(|k| self.0.get_key_value(k.as_str())))
+            }
+        }
     }
 
     /// The whole context as a Cedar context.
     pub fn to_cedar_context(&self) -> Result<cedar_policy::Context, ContextError> {
         self.to_cedar(&ContextRefs::Whole)
     }
+}
+
+/// A Cedar context of `pairs`. They are streamed into Cedar rather than
+/// collected first, as this runs on every evaluation; the first value that
+/// cannot be converted stops the stream and fails the whole context.
+fn cedar_context<'a>(
+    pairs: impl Iterator<Item = (&'a String, &'a Value)>,
+) -> Result<cedar_policy::Context, ContextError> {
+    let mut failed = None;
+    let context = cedar_policy::Context::from_pairs(pairs.map_while(|(k, v)| match v.to_cedar() {
+        Ok(expr) => Some((k.clone(), expr)),
+        Err(err) => {
+            failed = Some(err);
+            None
+        }
+    }));
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    context.map_err(|e| ContextError(e.to_string()))
 }
 
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Context {

@@ -37,7 +37,11 @@ proptest! {
         // A small pool of requests so that they repeat and hit the cache.
         pool in prop::collection::vec(gen_request(), 8),
         ops in prop::collection::vec(gen_op(), 1..60),
-        capacity in prop_oneof![Just(4usize), Just(1024)],
+        // 4: one entry per shard, so a scope and its decisions evict each
+        // other; 16: a few per shard, so a scope entry can be evicted and
+        // re-made while its old decisions stay (they must not be found);
+        // 1024: no eviction, every repeat hits.
+        capacity in prop_oneof![Just(4usize), Just(16), Just(1024)],
     ) {
         // Three (principal, action, resource) triples with varied contexts:
         // cache hits and near-misses on context alone both happen.
