@@ -16,6 +16,7 @@
 #
 #   bench/proxy.sh                                   # everything
 #   WARD_ONLY_PEERS=1 bench/proxy.sh                 # nginx and HAProxy only
+#   PEERS=ward bench/proxy.sh                        # Ward only (while tuning)
 #   DURATION=30s bench/proxy.sh                      # longer measurements
 #   WARD_BIN=/path/to/ward KEEP_WORK=1 bench/proxy.sh
 #
@@ -23,6 +24,11 @@
 #   WARD_BIN         the ward binary [target/release/ward; build it with
 #                    `cargo build --release -p ward`]
 #   WARD_ONLY_PEERS  1 = skip Ward, bench nginx and HAProxy only [0]
+#   PEERS            which meshes to bench, any of: ward haproxy nginx
+#                    [ward haproxy nginx]; the direct baseline always runs
+#   WARD_HOOK        a command run once the Ward mesh is up, with the two
+#                    proxies' pids in WARD_PIDS and the client port in
+#                    WARD_URL (e.g. to attach `perf record`) [none]
 #   DURATION         length of each measurement, oha -z syntax (10s, 1m) [10s]
 #   WARMUP           warm-up before each peer's measurements [2s]
 #   CONNECTIONS      connections of the keep-alive / new-connection runs [32]
@@ -52,6 +58,13 @@ HAPROXY_MTLS_ALPN=${HAPROXY_MTLS_ALPN:-h2}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 KEEP_WORK=${KEEP_WORK:-0}
 WARD_ONLY_PEERS=${WARD_ONLY_PEERS:-0}
+PEERS=${PEERS:-ward haproxy nginx}
+WARD_HOOK=${WARD_HOOK:-}
+for p in $PEERS; do
+    case $p in ward | haproxy | nginx) ;; *) die "PEERS: unknown peer '$p' (expected ward, haproxy, nginx)" ;; esac
+done
+[[ $WARD_ONLY_PEERS == 1 ]] && PEERS=${PEERS//ward/}
+wanted() { [[ " $PEERS " == *" $1 "* ]]; }
 WARD_BIN=${WARD_BIN:-target/release/ward}
 [[ $WARD_BIN == /* ]] || WARD_BIN=$ROOT/$WARD_BIN
 
@@ -197,7 +210,7 @@ for tool in curl openssl python3 pgrep timeout; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 
-if [[ $WARD_ONLY_PEERS != 1 ]]; then
+if wanted ward; then
     if [[ ! -x $WARD_BIN ]]; then
         die "no ward binary at $WARD_BIN: build it with \`cargo build --release -p ward\` (or set WARD_BIN), or run with WARD_ONLY_PEERS=1 to bench nginx and HAProxy only"
     fi
@@ -355,6 +368,20 @@ sampler() {
     done
 }
 
+# cpu_ticks PID...: user + system clock ticks of the processes (all their
+# threads) into CPU_TICKS.
+cpu_ticks() {
+    local p line rest
+    CPU_TICKS=0
+    for p in "$@"; do
+        [[ -r /proc/$p/stat ]] || continue
+        read -r line <"/proc/$p/stat" || continue
+        rest=${line##*) } # the command name may hold spaces; fields after it
+        read -ra f <<<"$rest"
+        CPU_TICKS=$((CPU_TICKS + f[11] + f[12])) # utime, stime (fields 14, 15)
+    done
+}
+
 # oha_run PEER TEST OHA-ARGS...: one bounded measurement, JSON to
 # RESULTS/PEER.TEST.json (empty if oha failed).
 oha_run() {
@@ -396,7 +423,15 @@ measure() {
     timeout --foreground --kill-after=5 $((WARMUP_S + 60)) "${OHA[@]}" -z "$WARMUP" -c "$CONNECTIONS" \
         "${hdr[@]}" "$h1" >/dev/null 2>&1 || warn "warm-up failed for $peer"
     log "keep-alive HTTP/1.1 (c=$CONNECTIONS, $DURATION): $peer"
+    local ticks_before
+    if [[ $peer != direct ]]; then cpu_ticks "${all[@]}"; fi
+    ticks_before=${CPU_TICKS:-0}
     oha_run "$peer" ka -c "$CONNECTIONS" "${hdr[@]}" "$h1"
+    if [[ $peer != direct ]]; then
+        cpu_ticks "${all[@]}"
+        printf '{"ticks": %d, "hz": %d}\n' $((CPU_TICKS - ticks_before)) "$(getconf CLK_TCK)" \
+            >"$RESULTS/$peer.ka.cpu.json"
+    fi
     log "HTTP/2 (4 x 8 streams, $DURATION): $peer"
     oha_run "$peer" h2 --http2 -c 4 -p 8 "${h2[@]}"
     log "new connection per request (c=$CONNECTIONS, $DURATION): $peer"
@@ -537,53 +572,64 @@ bench_ward() {
     wait_http "http://127.0.0.1:$WARD_CLIENT_ADMIN/readyz" "$client_pid" "$wd/client.log" "ward proxy client"
     through ward "http://127.0.0.1:$WARD_CLIENT_OUT/" "${HDR[@]}"
     mtls_check ward "$WARD_API_IN"
+    if [[ -n $WARD_HOOK ]]; then
+        log "ward: running WARD_HOOK"
+        WARD_PIDS="$client_pid $api_pid" WARD_URL="http://127.0.0.1:$WARD_CLIENT_OUT/" \
+            bash -c "$WARD_HOOK" || warn "WARD_HOOK failed"
+    fi
 
     measure ward "http://127.0.0.1:$WARD_CLIENT_OUT/" "$WARD_CLIENT_OUT" "$client_pid $api_pid"
     stop "$client_pid" "$api_pid" "$server_pid"
     forget "$client_pid" "$api_pid" "$server_pid"
 }
 
-if [[ $WARD_ONLY_PEERS == 1 ]]; then
-    log "ward: skipped (WARD_ONLY_PEERS=1)"
-    SKIPPED+=(ward)
-else
+if wanted ward; then
     bench_ward
+else
+    log "ward: skipped (PEERS=$PEERS)"
+    SKIPPED+=(ward)
 fi
 
 # --- HAProxy ----------------------------------------------------------------
 
-log "haproxy: A :$HAPROXY_A_PORT -> mTLS ($HAPROXY_MTLS_ALPN) -> B :$HAPROXY_B_PORT -> upstream"
-A_PORT=$HAPROXY_A_PORT B_PORT=$HAPROXY_B_PORT start_haproxy haproxy-b haproxy-b.cfg
-HB=$LAST_PID
-A_PORT=$HAPROXY_A_PORT B_PORT=$HAPROXY_B_PORT start_haproxy haproxy-a haproxy-a.cfg
-HA=$LAST_PID
-wait_http "http://127.0.0.1:$HAPROXY_A_PORT/" "$HA" "$WORK/haproxy-a/haproxy.log" "haproxy A"
-died "$HB" "$WORK/haproxy-b/haproxy.log" "haproxy B"
-through haproxy "http://127.0.0.1:$HAPROXY_A_PORT/" "${HDR[@]}"
-mtls_check haproxy "$HAPROXY_B_PORT"
-measure haproxy "http://127.0.0.1:$HAPROXY_A_PORT/" "$HAPROXY_A_PORT" "$HA $HB"
-stop "$HA" "$HB"
-forget "$HA" "$HB"
+bench_haproxy() {
+    log "haproxy: A :$HAPROXY_A_PORT -> mTLS ($HAPROXY_MTLS_ALPN) -> B :$HAPROXY_B_PORT -> upstream"
+    A_PORT=$HAPROXY_A_PORT B_PORT=$HAPROXY_B_PORT start_haproxy haproxy-b haproxy-b.cfg
+    HB=$LAST_PID
+    A_PORT=$HAPROXY_A_PORT B_PORT=$HAPROXY_B_PORT start_haproxy haproxy-a haproxy-a.cfg
+    HA=$LAST_PID
+    wait_http "http://127.0.0.1:$HAPROXY_A_PORT/" "$HA" "$WORK/haproxy-a/haproxy.log" "haproxy A"
+    died "$HB" "$WORK/haproxy-b/haproxy.log" "haproxy B"
+    through haproxy "http://127.0.0.1:$HAPROXY_A_PORT/" "${HDR[@]}"
+    mtls_check haproxy "$HAPROXY_B_PORT"
+    measure haproxy "http://127.0.0.1:$HAPROXY_A_PORT/" "$HAPROXY_A_PORT" "$HA $HB"
+    stop "$HA" "$HB"
+    forget "$HA" "$HB"
+}
+if wanted haproxy; then bench_haproxy; else SKIPPED+=(haproxy); fi
 
 # --- nginx ------------------------------------------------------------------
 
-log "nginx: A :$NGINX_A_PORT (h2c :$NGINX_A_H2_PORT) -> mTLS (http/1.1) -> B :$NGINX_B_PORT -> upstream"
-A_PORT=$NGINX_A_PORT A_H2_PORT=$NGINX_A_H2_PORT B_PORT=$NGINX_B_PORT start_nginx nginx-b nginx-b.conf
-NB=$LAST_PID
-A_PORT=$NGINX_A_PORT A_H2_PORT=$NGINX_A_H2_PORT B_PORT=$NGINX_B_PORT start_nginx nginx-a nginx-a.conf
-NA=$LAST_PID
-wait_http "http://127.0.0.1:$NGINX_A_PORT/" "$NA" "$WORK/nginx-a/error.log" "nginx A"
-died "$NB" "$WORK/nginx-b/error.log" "nginx B"
-through nginx "http://127.0.0.1:$NGINX_A_PORT/" "${HDR[@]}"
-mtls_check nginx "$NGINX_B_PORT"
-measure nginx "http://127.0.0.1:$NGINX_A_PORT/" "$NGINX_A_H2_PORT" "$NA $NB"
-stop "$NA" "$NB"
-forget "$NA" "$NB"
+bench_nginx() {
+    log "nginx: A :$NGINX_A_PORT (h2c :$NGINX_A_H2_PORT) -> mTLS (http/1.1) -> B :$NGINX_B_PORT -> upstream"
+    A_PORT=$NGINX_A_PORT A_H2_PORT=$NGINX_A_H2_PORT B_PORT=$NGINX_B_PORT start_nginx nginx-b nginx-b.conf
+    NB=$LAST_PID
+    A_PORT=$NGINX_A_PORT A_H2_PORT=$NGINX_A_H2_PORT B_PORT=$NGINX_B_PORT start_nginx nginx-a nginx-a.conf
+    NA=$LAST_PID
+    wait_http "http://127.0.0.1:$NGINX_A_PORT/" "$NA" "$WORK/nginx-a/error.log" "nginx A"
+    died "$NB" "$WORK/nginx-b/error.log" "nginx B"
+    through nginx "http://127.0.0.1:$NGINX_A_PORT/" "${HDR[@]}"
+    mtls_check nginx "$NGINX_B_PORT"
+    measure nginx "http://127.0.0.1:$NGINX_A_PORT/" "$NGINX_A_H2_PORT" "$NA $NB"
+    stop "$NA" "$NB"
+    forget "$NA" "$NB"
+}
+if wanted nginx; then bench_nginx; else SKIPPED+=(nginx); fi
 
 # --- report -----------------------------------------------------------------
 
 ward_version=skipped
-[[ $WARD_ONLY_PEERS == 1 ]] || ward_version=$("$WARD_BIN" --version 2>/dev/null || echo "?")
+wanted ward && ward_version=$("$WARD_BIN" --version 2>/dev/null || echo "?")
 BENCH_META_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 BENCH_META_HOST="$(nproc) CPUs, $(uname -sr), load average $LOADAVG_START at start, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) at end" \
 BENCH_META_OHA=$(oha --version 2>/dev/null | head -n1) \

@@ -129,6 +129,22 @@ def main():
             v = pct_ms(doc, key)
             cells[(row, p)] = None if v is None else v - base
 
+    # CPU time both proxies spent per keep-alive request: on a shared 2-core
+    # box, req/s also measures what oha and the upstream left over; this
+    # measures the proxies' own cost.
+    row = "proxies' CPU per keep-alive request (us)"
+    rows.append((row, "lower"))
+    cells[(row, "direct")] = None
+    for p in peers[1:]:
+        cpu = load(os.path.join(results, f"{p}.ka.cpu.json"))
+        doc = load(os.path.join(results, f"{p}.ka.json"))
+        codes = (doc or {}).get("statusCodeDistribution") or {}
+        n = sum(v for c, v in codes.items() if str(c).startswith("2"))
+        if cpu and n and cpu.get("hz"):
+            cells[(row, p)] = cpu["ticks"] / cpu["hz"] / n * 1e6
+        else:
+            cells[(row, p)] = None
+
     for kind, name in (("idle", "idle RSS (MiB)"), ("loaded", "loaded RSS, peak (MiB)")):
         rows.append((name, "lower"))
         cells[(name, "direct")] = None
@@ -142,7 +158,7 @@ def main():
             return "skipped"
         v = cells.get((row, p))
         if v is None:
-            return "-" if p == "direct" and "RSS" in row else "fail"
+            return "-" if p == "direct" and ("RSS" in row or "CPU" in row) else "fail"
         if "req/s" in row.split("(")[-1]:
             s = f"{v:,.0f}"
         elif "ms" in row.split("(")[-1]:
@@ -199,6 +215,10 @@ def main():
     print("  call; nginx and HAProxy log nothing. Upstream: nginx, 1 worker, return 200.")
     print("RSS: VmRSS summed over both proxy processes (nginx: master + worker of A")
     print("  and of B); loaded = highest sum sampled every 0.2 s during the load runs.")
+    print("CPU per request: user + system time of both proxy processes (all threads)")
+    print("  during the keep-alive run, divided by its 2xx answers (10 ms tick")
+    print("  resolution); unlike req/s, it does not depend on what oha and the")
+    print("  upstream take of the 2 cores.")
     for m in meta.get("mtls_checks", []):
         print(f"mTLS check: {m}")
     if notes:
