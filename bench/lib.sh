@@ -1,12 +1,26 @@
-# Shared by the benchmark scripts that run a Ward control plane and proxies
-# (bench/revocation.sh, bench/mcp.sh): logging, the WARD_* scrub, the port
-# check, background processes with clean-up on exit, and admin CLI calls.
+# Shared by the benchmark scripts (bench/revocation.sh, bench/mcp.sh,
+# bench/proxy.sh): logging, --help, the WARD_* scrub, the port check,
+# background processes with clean-up on exit, and admin CLI calls.
 # Source it after setting BENCH_NAME, WARD_BIN and KEEP_WORK.
 #
 # shellcheck shell=bash
 
 log() { printf '== %s\n' "$*" >&2; }
+warn() { printf '%s: warning: %s\n' "$BENCH_NAME" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$BENCH_NAME" "$*" >&2; exit 1; }
+
+# bench_args "$@": --help prints the script's header comment; settings come
+# from the environment, so anything else is refused.
+bench_args() {
+    case ${1:-} in
+    -h | --help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+    "") ;;
+    *) die "no arguments expected (settings come from the environment; see --help)" ;;
+    esac
+}
 
 # scrub_ward_env [KEEP...]: settings of the user's shell must not reach the
 # ward commands (WARD_SERVER, WARD_CLIENT_CONFIG, WARD_JOIN_TOKEN, ...);
@@ -84,7 +98,7 @@ cleanup() {
         stop "${STARTED[@]}"
     fi
     if [[ -n $WORK && -d $WORK ]]; then
-        if [[ $KEEP_WORK == 1 ]]; then
+        if [[ $KEEP_WORK == 1 || ($rc -ne 0 && ${KEEP_WORK_ON_ERROR:-0} == 1) ]]; then
             log "work dir kept: $WORK"
         else
             rm -rf "$WORK"
@@ -104,11 +118,13 @@ work_dir() {
     export XDG_CONFIG_HOME=$WORK/xdg
 }
 
-# start NAME LOGFILE CMD...: run CMD in the background, remember it.
+# start NAME LOGFILE CMD...: run CMD in the background, remember it (its
+# PID also in LAST_PID).
 start() {
     local name=$1 logfile=$2
     shift 2
     "$@" >"$logfile" 2>&1 &
+    LAST_PID=$!
     STARTED+=("$!")
     PID_OF[$name]=$!
     LOG_OF[$name]=$logfile

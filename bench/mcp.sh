@@ -76,14 +76,7 @@ BENCH_NAME=mcp.sh
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
-case ${1:-} in
--h | --help)
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-"") ;;
-*) die "no arguments expected (settings come from the environment; see --help)" ;;
-esac
+bench_args "$@"
 
 for v in N ROUNDS WARMUP_N PORT_BASE READY_TIMEOUT BENCH_TIMEOUT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v}: expected a positive integer"

@@ -46,6 +46,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_NAME=proxy.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 TEMPLATES=$ROOT/bench/proxy
 
 DURATION=${DURATION:-10s}
@@ -84,20 +87,10 @@ WARD_API_OUT=$((PORT_BASE + 141))
 WARD_API_IN=$((PORT_BASE + 142))       # the mTLS hop ends here
 WARD_API_ADMIN=$((PORT_BASE + 143))
 
-log() { printf '== %s\n' "$*" >&2; }
-warn() { printf 'proxy.sh: warning: %s\n' "$*" >&2; }
-die() { printf 'proxy.sh: error: %s\n' "$*" >&2; exit 1; }
 
 # --- arguments and settings -------------------------------------------------
 
-case ${1:-} in
--h | --help)
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-"") ;;
-*) die "no arguments expected (settings come from the environment; see --help)" ;;
-esac
+bench_args "$@"
 
 # oha -z syntax -> whole seconds (for the outer `timeout` bound).
 seconds() {
@@ -123,56 +116,8 @@ WARMUP_S=$(seconds "$WARMUP")
 
 # --- processes and clean-up -------------------------------------------------
 
-STARTED=() # every background process this script started
-WORK=""
-
-descendants() { # PID... -> the PIDs and all their descendants
-    local p c
-    for p in "$@"; do
-        echo "$p"
-        for c in $(pgrep -P "$p" 2>/dev/null || true); do descendants "$c"; done
-    done
-}
-
-stop() { # PID...: SIGTERM (and children), wait up to 5 s, then SIGKILL
-    local all=() p i
-    [[ $# -gt 0 ]] || return 0
-    mapfile -t all < <(descendants "$@")
-    for p in "${all[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for ((i = 0; i < 50; i++)); do
-        local alive=0
-        for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if ((${#STARTED[@]})); then stop "${STARTED[@]}"; fi
-    if [[ -n $WORK && -d $WORK ]]; then
-        if [[ $KEEP_WORK == 1 || ($rc -ne 0 && ${KEEP_WORK_ON_ERROR:-0} == 1) ]]; then
-            log "work dir kept: $WORK"
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-    exit "$rc"
-}
 trap cleanup EXIT
 trap 'echo >&2; die "interrupted"' INT TERM
-
-# start LOGFILE CMD...: run CMD in the background; sets LAST_PID.
-start() {
-    local logfile=$1
-    shift
-    "$@" >"$logfile" 2>&1 &
-    LAST_PID=$!
-    STARTED+=("$LAST_PID")
-}
 
 forget() { # drop PIDs from STARTED once stopped
     local s p keep=() drop
@@ -327,7 +272,7 @@ start_nginx() {
     render "$TEMPLATES/$2" "$dir/nginx.conf" "$dir"
     nginx -t -q -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" ||
         die "nginx rejects $dir/nginx.conf"
-    start "$dir/stdout.log" nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf"
+    start "$1" "$dir/stdout.log" nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf"
 }
 
 # start_haproxy NAME TEMPLATE: one HAProxy process (nbthread 1) in the
@@ -337,7 +282,7 @@ start_haproxy() {
     mkdir -p "$dir"
     render "$TEMPLATES/$2" "$dir/haproxy.cfg" "$dir"
     haproxy -c -q -f "$dir/haproxy.cfg" || die "haproxy rejects $dir/haproxy.cfg"
-    start "$dir/haproxy.log" haproxy -db -f "$dir/haproxy.cfg"
+    start "$1" "$dir/haproxy.log" haproxy -db -f "$dir/haproxy.cfg"
 }
 
 # --- measuring --------------------------------------------------------------
@@ -532,7 +477,7 @@ bench_ward() {
     log "ward: server init + run (127.0.0.1:$WARD_SERVER_PORT)"
     "$WARD_BIN" server init --data-dir "$wd/data" --trust-domain bench.test >>"$wd/admin.log" 2>&1 ||
         { cat "$wd/admin.log" >&2; die "ward server init failed"; }
-    start "$wd/server.log" "$WARD_BIN" server run --data-dir "$wd/data" --listen "127.0.0.1:$WARD_SERVER_PORT"
+    start ward-server "$wd/server.log" "$WARD_BIN" server run --data-dir "$wd/data" --listen "127.0.0.1:$WARD_SERVER_PORT"
     server_pid=$LAST_PID
     local i
     for ((i = 0; ; i++)); do
@@ -558,7 +503,7 @@ bench_ward() {
     # proxy_run NAME TOKEN OUT IN ADMIN
     proxy_run() {
         mkdir -p "$wd/$1"
-        start "$wd/$1.log" "$WARD_BIN" proxy run --server "127.0.0.1:$WARD_SERVER_PORT" \
+        start "ward-$1" "$wd/$1.log" "$WARD_BIN" proxy run --server "127.0.0.1:$WARD_SERVER_PORT" \
             --bundle "$wd/data/bundle.json" --agent "$1" --join-token "$2" \
             --upstream "127.0.0.1:$UPSTREAM_PORT" --state-dir "$wd/$1" \
             --outbound "127.0.0.1:$3" --inbound "127.0.0.1:$4" --admin "127.0.0.1:$5" --workers 1
