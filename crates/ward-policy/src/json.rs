@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use cedar_policy::EntityUid;
 
@@ -27,13 +28,36 @@ pub fn parse_uid(text: &str) -> Result<EntityUid, ContextError> {
 
 /// An entity reference from a type name and an id (ids may hold any text).
 pub fn uid(type_name: &str, id: &str) -> Result<EntityUid, ContextError> {
-    let ty = cedar_policy::EntityTypeName::from_str(type_name).map_err(|e| {
-        ContextError::new(format!("{type_name:?} is not an entity type name ({e})"))
-    })?;
+    let ty = match known_type(type_name) {
+        Some(ty) => ty,
+        None => cedar_policy::EntityTypeName::from_str(type_name).map_err(|e| {
+            ContextError::new(format!("{type_name:?} is not an entity type name ({e})"))
+        })?,
+    };
     Ok(EntityUid::from_type_name_and_id(
         ty,
         cedar_policy::EntityId::new(id),
     ))
+}
+
+/// The entity types of Ward's default schema, parsed once: the proxy names
+/// two or three of them per request, and Cedar's parser is the slow way to
+/// turn `"Agent"` into a type name. Anything else is parsed as written.
+fn known_type(type_name: &str) -> Option<cedar_policy::EntityTypeName> {
+    static KNOWN: LazyLock<Vec<(&'static str, cedar_policy::EntityTypeName)>> =
+        LazyLock::new(|| {
+            [
+                "Agent", "Action", "Team", "Segment", "Human", "Tool", "Skill", "Resource",
+                "Dataset", "Server",
+            ]
+            .into_iter()
+            .filter_map(|name| Some((name, cedar_policy::EntityTypeName::from_str(name).ok()?)))
+            .collect()
+        });
+    KNOWN
+        .iter()
+        .find(|(name, _)| *name == type_name)
+        .map(|(_, ty)| ty.clone())
 }
 
 /// A request whose context comes from JSON, validated against `schema`.
@@ -129,6 +153,21 @@ mod tests {
 
     fn ctx() -> serde_json::Value {
         json!({"time": 0, "hour": 12, "method": "GET", "path": "/", "data_labels": [], "risk_score": 5})
+    }
+
+    #[test]
+    fn uids_from_parts_equal_parsed_ones_for_known_and_other_types() {
+        for (ty, id) in [
+            ("Agent", "planner"),
+            ("Action", "tools/call"),
+            ("Tool", "a\"b"),
+            ("Ns::Thing", "x"),
+        ] {
+            let text = format!("{ty}::{}", serde_json::to_string(id).unwrap());
+            assert_eq!(uid(ty, id).unwrap(), parse_uid(&text).unwrap(), "{text}");
+        }
+        let err = uid("not a type", "x").unwrap_err().to_string();
+        assert!(err.contains("is not an entity type name"), "{err}");
     }
 
     #[test]

@@ -52,10 +52,12 @@ impl PolicyVersion {
 
 impl fmt::Display for PolicyVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        // One write of the whole text: every decision and audit record
+        // formats its version, and 32 `write!`s cost more than the hash.
+        let mut text = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut text).map_err(|_| fmt::Error)?;
+        // Hex digits are ASCII, so this never fails.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -115,6 +117,20 @@ mod tests {
         // Moving text between files changes the version (length framing).
         assert_ne!(a, PolicyVersion::of_sources([("a", "xy"), ("b", "")]));
         assert_ne!(a, PolicyVersion::of_sources([("a", "x"), ("c", "y")]));
+    }
+
+    #[test]
+    fn shown_as_lowercase_hex_in_byte_order() {
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::try_from(i * 8).unwrap();
+        }
+        let expected: String = (0..32).map(|i| format!("{:02x}", i * 8)).collect();
+        assert_eq!(PolicyVersion(bytes).to_string(), expected);
+        assert_eq!(
+            format!("{:?}", PolicyVersion(bytes)),
+            format!("PolicyVersion({expected})")
+        );
     }
 
     #[test]
