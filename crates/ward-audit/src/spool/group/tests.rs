@@ -173,3 +173,30 @@ fn append_then_reports_durable_seqs_without_blocking_the_caller() {
     spool.append_then(payload(0, 0), move |r| tx.send(r).unwrap());
     assert!(matches!(rx.recv().unwrap(), Err(SpoolError::Closed)));
 }
+
+fn control() -> Request {
+    let (reply, _) = mpsc::sync_channel(1);
+    Request::Control(Control::Stats { reply })
+}
+
+#[test]
+fn only_a_group_behind_a_concurrent_one_waits_for_siblings() {
+    let (tx, rx) = mpsc::channel();
+    let now = Instant::now();
+    // A queued request is picked up when the last group had siblings and
+    // this one is still smaller.
+    tx.send(control()).unwrap();
+    assert!(wait_for_siblings(&rx, 1, 4, now).is_some());
+    // Nothing is waited for after a lone group, once this group is as big
+    // as the last, or for an empty group: the request stays queued.
+    tx.send(control()).unwrap();
+    assert!(wait_for_siblings(&rx, 1, 1, now).is_none());
+    assert!(wait_for_siblings(&rx, 4, 4, now).is_none());
+    assert!(wait_for_siblings(&rx, 0, 4, now).is_none());
+    // Nor once the group's wait is used up.
+    let long_ago = now.checked_sub(SIBLING_WAIT * 2).unwrap();
+    assert!(wait_for_siblings(&rx, 1, 4, long_ago).is_none());
+    assert!(rx.try_recv().is_ok(), "the request was left queued");
+    // With nothing coming, the wait ends by itself.
+    assert!(wait_for_siblings(&rx, 1, 4, Instant::now()).is_none());
+}
