@@ -20,15 +20,24 @@ use crate::store::{Store, StoreError};
 
 /// Entries indexed per transaction.
 const CHUNK: u64 = 2048;
-/// Rows per multi-row INSERT on PostgreSQL (11 binds each; far below its
-/// bind limit).
+/// Rows per multi-row INSERT (11 binds each: 2,816 at most, far below
+/// PostgreSQL's 65,535 and SQLite's 32,766).
 const ROWS_PER_INSERT: usize = 256;
-/// The same on SQLite. sqlx binds `$N` parameters by asking SQLite each
-/// one's name, a linear scan of the statement's parameters, so binding is
-/// quadratic in the parameters per statement: at 256 rows it was half the
-/// server's CPU while proxies shipped under load. 16 rows (176 binds) keep
-/// the statements multi-row and the scan short.
-const ROWS_PER_INSERT_SQLITE: usize = 16;
+
+/// The SQL text of bind parameter `n` (1-based). PostgreSQL needs `$N`.
+/// SQLite gets anonymous `?`: sqlx binds each parameter by asking SQLite
+/// its name, and for a named one (`$N`) SQLite scans the statement's
+/// parameter list, so binding a multi-row INSERT was quadratic in its
+/// parameters (at 256 rows, half the server's CPU while proxies shipped
+/// under load). An anonymous parameter has no name to look up, and sqlx
+/// takes it as the next argument in order, which is how they are bound.
+fn param(sqlite: bool, n: usize) -> String {
+    if sqlite {
+        "?".to_owned()
+    } else {
+        format!("${n}")
+    }
+}
 
 /// What an index query selects. Empty fields do not filter.
 #[derive(Debug, Clone, Default)]
@@ -72,12 +81,8 @@ pub async fn insert(pool: &AnyPool, entries: &[(u64, Vec<u8>)]) -> Result<(), St
         }
     }
     let mut tx = pool.begin().await?;
-    let per_insert = if tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
-        ROWS_PER_INSERT_SQLITE
-    } else {
-        ROWS_PER_INSERT
-    };
-    for chunk in rows.chunks(per_insert) {
+    let sqlite = tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO audit_index (idx, time_ms, decision_id, proxy_id, principal, principal_agent, \
              resource, resource_agent, action, decision, policy_version) VALUES ",
@@ -92,7 +97,7 @@ pub async fn insert(pool: &AnyPool, entries: &[(u64, Vec<u8>)]) -> Result<(), St
                 if k > 1 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("${}", b + k));
+                sql.push_str(&param(sqlite, b + k));
             }
             sql.push(')');
         }
@@ -125,13 +130,17 @@ pub async fn insert(pool: &AnyPool, entries: &[(u64, Vec<u8>)]) -> Result<(), St
             .iter()
             .flat_map(|(idx, r)| r.policies.iter().map(move |p| (p, *idx)))
             .collect();
-        for part in pairs.chunks(per_insert * 4) {
+        for part in pairs.chunks(ROWS_PER_INSERT * 4) {
             let mut sql = String::from("INSERT INTO audit_index_policies (policy, idx) VALUES ");
             for i in 0..part.len() {
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+                sql.push_str(&format!(
+                    "({}, {})",
+                    param(sqlite, 2 * i + 1),
+                    param(sqlite, 2 * i + 2)
+                ));
             }
             sql.push_str(" ON CONFLICT (policy, idx) DO NOTHING");
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -331,9 +340,145 @@ fn to_i64(v: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        reason = "tests"
+    )]
+
+    use ward_audit::record::{BodyDigest, RequestDigest, UnixMillis};
+    use ward_core::SpiffeId;
 
     use super::*;
+
+    /// Entries indexed by the round-trip test: more than two multi-row
+    /// INSERTs' worth, so chunk boundaries and the last partial chunk are
+    /// covered.
+    const N: u64 = 2 * ROWS_PER_INSERT as u64 + 37;
+
+    /// Record `i`: caller `a{i % 3}` calls `t{i % 2}`; odd ones are denied
+    /// by two policies, even ones allowed by one; one record without a
+    /// principal (the server's own refusals have none).
+    fn record(i: u64) -> AuditRecord {
+        let deny = i % 2 == 1;
+        AuditRecord {
+            time: UnixMillis::new(1_800_000_000_000 + i * 10).unwrap(),
+            decision_id: format!("d{i}"),
+            proxy_id: format!("spiffe://t.test/agent/t{}", i % 2),
+            principal: (i != 5)
+                .then(|| SpiffeId::new(&format!("spiffe://t.test/agent/a{}", i % 3)).unwrap()),
+            action: "Action::\"GET\"".to_owned(),
+            resource: format!("Agent::\"t{}\"", i % 2),
+            decision: if deny {
+                Decision::Deny
+            } else {
+                Decision::Allow
+            },
+            policies: if deny {
+                vec!["deny-a".to_owned(), format!("deny-{}", i % 5)]
+            } else {
+                vec!["allow-all".to_owned()]
+            },
+            reasons: vec![],
+            policy_version: "v1".to_owned(),
+            trace_id: None,
+            peer_cert_serial: None,
+            request: RequestDigest {
+                body_sha256: BodyDigest::of(b""),
+                method: "GET".to_owned(),
+                path: "/".to_owned(),
+            },
+            rpc: None,
+        }
+    }
+
+    fn expected(keep: impl Fn(u64) -> bool) -> Vec<u64> {
+        (0..N).filter(|&i| keep(i)).collect()
+    }
+
+    async fn insert_and_query(store: Store) {
+        let pool = store.pool();
+        let entries: Vec<(u64, Vec<u8>)> =
+            (0..N).map(|i| (i, record(i).encode().unwrap())).collect();
+        // Two batches, the second overlapping the first (a re-index after
+        // a crash), plus an entry that does not decode, which is skipped.
+        insert(pool, &entries[..300]).await.unwrap();
+        let mut rest = entries[200..].to_vec();
+        rest.push((N, b"{\"v\":99}".to_vec()));
+        insert(pool, &rest).await.unwrap();
+        assert_eq!(indexed_below(pool).await.unwrap(), N);
+
+        let all = |f: Filter| Filter { limit: 10_000, ..f };
+        let q = |f: Filter| async move { query(pool, &all(f)).await.unwrap() };
+        assert_eq!(q(Filter::default()).await, expected(|_| true));
+        let deny = q(Filter {
+            decision: Some("deny".to_owned()),
+            ..Filter::default()
+        });
+        assert_eq!(deny.await, expected(|i| i % 2 == 1));
+        let by_policy = q(Filter {
+            policy: Some("deny-3".to_owned()),
+            ..Filter::default()
+        });
+        assert_eq!(by_policy.await, expected(|i| i % 2 == 1 && i % 5 == 3));
+        // An agent matches as caller or as target.
+        let a2 = q(Filter {
+            agent: Some("a2".to_owned()),
+            ..Filter::default()
+        });
+        assert_eq!(a2.await, expected(|i| i % 3 == 2 && i != 5));
+        let t0 = q(Filter {
+            agent: Some("t0".to_owned()),
+            ..Filter::default()
+        });
+        assert_eq!(t0.await, expected(|i| i % 2 == 0));
+        let window = q(Filter {
+            since_ms: Some(1_800_000_000_000 + 1000),
+            until_ms: Some(1_800_000_000_000 + 2000),
+            ..Filter::default()
+        });
+        assert_eq!(window.await, expected(|i| (100..200).contains(&i)));
+        let page = query(
+            pool,
+            &Filter {
+                after: Some(500),
+                limit: 5,
+                ..Filter::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(page, vec![501, 502, 503, 504, 505]);
+        let newest = query(
+            pool,
+            &Filter {
+                newest: true,
+                decision: Some("allow".to_owned()),
+                limit: 3,
+                ..Filter::default()
+            },
+        )
+        .await
+        .unwrap();
+        let allowed = expected(|i| i % 2 == 0);
+        assert_eq!(newest, allowed[allowed.len() - 3..]);
+    }
+
+    #[tokio::test]
+    async fn entries_index_and_query_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ward.db").display());
+        insert_and_query(Store::open(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn entries_index_and_query_on_postgres() {
+        let Some(url) = ward_testkit::postgres_url().await else {
+            return;
+        };
+        insert_and_query(Store::open(&url).await.unwrap()).await;
+    }
 
     #[test]
     fn resources_name_their_agent() {
