@@ -1,6 +1,8 @@
 //! Audit log benchmarks: append throughput (memory and filesystem, batches
 //! of 1,000 entries of 300 bytes), proof generation and verification on a
-//! 1,000,000-entry log, and offline verification of that whole log.
+//! 1,000,000-entry log, offline verification of that whole log, and the
+//! audit record's canonical encode and strict decode (which the server runs
+//! on every record it ingests).
 //!
 //! Run with `cargo bench -p ward-audit`.
 
@@ -17,10 +19,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ward_audit::record::{BodyDigest, UnixMillis};
 use ward_audit::{
-    FsStore, KeyName, LeafIndex, Log, MemoryStore, NoteSigner, Origin, TileStore, TreeSize,
-    leaf_hash, verify_log,
+    AuditRecord, Decision, FsStore, KeyName, LeafIndex, Log, MemoryStore, NoteSigner, Origin,
+    RequestDigest, RpcCall, TileStore, TreeSize, leaf_hash, verify_log,
 };
+use ward_core::SpiffeId;
 
 const ORIGIN: &str = "bench.example/ward";
 const BATCH: u64 = 1_000;
@@ -139,5 +143,52 @@ fn proofs_and_verification(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, appends, proofs_and_verification);
+/// A record as a proxy writes one for an allowed MCP call (schema v2 with
+/// `rpc`), or for a plain HTTP call (v1) without it.
+fn record(rpc: bool) -> AuditRecord {
+    AuditRecord {
+        time: UnixMillis::new(1_735_689_600_123).unwrap(),
+        decision_id: "8d3c1f0a9b7e4d2c8a6f0e1d2c3b4a59".to_owned(),
+        proxy_id: "spiffe://bench.test/agent/target".to_owned(),
+        principal: Some(SpiffeId::new("spiffe://bench.test/agent/caller").unwrap()),
+        action: "Action::\"tools/call\"".to_owned(),
+        resource: "Agent::\"target\"".to_owned(),
+        decision: Decision::Allow,
+        policies: vec!["callers-may-call".to_owned()],
+        reasons: vec!["callers may call the target".to_owned()],
+        policy_version: "b1946ac92492d2347c6235b4d2611184b1946ac92492d2347c6235b4d2611184"
+            .to_owned(),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap()),
+        peer_cert_serial: Some("5a1f9c0e7d3b2a4c6e8f0a1b2c3d4e5f".parse().unwrap()),
+        request: RequestDigest {
+            method: "POST".to_owned(),
+            path: "/mcp".to_owned(),
+            body_sha256: BodyDigest::of(b"{}"),
+        },
+        rpc: rpc.then(|| RpcCall {
+            args_sha256: BodyDigest::of(b"null"),
+            method: "tools/call".to_owned(),
+            protocol: "mcp".to_owned(),
+            target: Some("search".to_owned()),
+        }),
+    }
+}
+
+fn records(c: &mut Criterion) {
+    let mut g = c.benchmark_group("record");
+    for (name, rpc) in [("v1_http", false), ("v2_mcp", true)] {
+        let rec = record(rpc);
+        let bytes = rec.encode().unwrap();
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(format!("encode/{name}"), |b| {
+            b.iter(|| black_box(black_box(&rec).encode().unwrap()));
+        });
+        g.bench_function(format!("decode/{name}"), |b| {
+            b.iter(|| black_box(AuditRecord::decode(black_box(&bytes)).unwrap()));
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, records, appends, proofs_and_verification);
 criterion_main!(benches);

@@ -153,13 +153,11 @@ impl AuditRecord {
     /// Decodes a log entry, refusing unknown versions, unknown fields, bad
     /// values and any non-canonical spelling.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(RecordError::NotJson)?;
-        let v = value
-            .as_object()
-            .and_then(|o| o.get("v"))
-            .and_then(serde_json::Value::as_u64)
-            .ok_or(RecordError::NoVersion)?;
+        let v = match serde_json::from_slice::<VersionProbe>(bytes) {
+            Ok(VersionProbe(v)) => v,
+            Err(e) if e.is_data() => return Err(RecordError::NoVersion),
+            Err(e) => return Err(RecordError::NotJson(e)),
+        };
         let record = match v {
             1 => {
                 Self::from(serde_json::from_slice::<WireV1>(bytes).map_err(RecordError::Malformed)?)
@@ -184,6 +182,52 @@ impl AuditRecord {
             return Err(RecordError::NonCanonical { offset });
         }
         Ok(record)
+    }
+}
+
+/// The schema version of an encoded record, read without building the
+/// rest: the server decodes every record it ingests, and parsing the whole
+/// entry into a `serde_json::Value` (a map per object, a `String` per
+/// string) just to read `v` cost as much as the typed parse that follows.
+/// Other keys are skipped unparsed; anything but an object, or an object
+/// without an integer `v`, is a data error (`NoVersion`).
+struct VersionProbe(u64);
+
+impl<'de> Deserialize<'de> for VersionProbe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A key of the record object: `v` or any other.
+        #[derive(Deserialize)]
+        #[serde(field_identifier)]
+        enum Key {
+            #[serde(rename = "v")]
+            V,
+            #[serde(other)]
+            Other,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = VersionProbe;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an audit record object with an integer \"v\"")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<VersionProbe, A::Error> {
+                let mut v = None;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::V => v = Some(map.next_value::<u64>()?),
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                v.map(VersionProbe)
+                    .ok_or_else(|| serde::de::Error::missing_field("v"))
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 

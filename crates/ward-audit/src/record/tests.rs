@@ -85,6 +85,24 @@ fn decode_refuses_versions_junk_and_non_canonical_spellings() {
     assert!(matches!(decode_err("not json"), RecordError::NotJson(_)));
     assert!(matches!(decode_err("[1]"), RecordError::NoVersion));
     assert!(matches!(decode_err(r#"{"v":"1"}"#), RecordError::NoVersion));
+    assert!(matches!(decode_err(r#"{"v":-1}"#), RecordError::NoVersion));
+    // The version probe skips other keys but still checks their syntax.
+    assert!(matches!(
+        decode_err(r#"{"a":[1,{"b":nul}],"v":1}"#),
+        RecordError::NotJson(_)
+    ));
+    assert!(matches!(
+        decode_err(&GOLDEN[..GOLDEN.len() - 1]),
+        RecordError::NotJson(_)
+    ));
+    assert!(matches!(
+        decode_err(&format!("{GOLDEN} x")),
+        RecordError::NotJson(_)
+    ));
+    assert!(matches!(
+        decode_err(r#"{"a":[1,{"b":null}],"v":7}"#),
+        RecordError::UnknownVersion(7)
+    ));
 
     let unknown = decode_err(&GOLDEN.replace(r#""v":1"#, r#""v":1,"zzz":0"#));
     assert!(matches!(unknown, RecordError::Malformed(_)));
