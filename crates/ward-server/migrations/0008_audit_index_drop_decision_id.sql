@@ -1,0 +1,11 @@
+-- Ward control-plane schema, version 8: drop the audit index's
+-- `decision_id` index.
+--
+-- No query reads it (records are found by agent, time, decision, policy and
+-- paging), and decision ids are random, so every indexed record inserted
+-- into a random leaf of this B-tree: indexing 300,000 records in 2,048-row
+-- transactions on SQLite (WAL, synchronous=FULL) ran at about 20,000-25,000
+-- rows/s with it and 80,000 rows/s without, and the gap grows with the
+-- table. The column stays, so a lookup by decision id can come back with
+-- time-ordered ids (whose index inserts would be append-mostly).
+DROP INDEX IF EXISTS audit_index_decision_id;
