@@ -76,6 +76,26 @@ pub fn request(
     resource: EntityUid,
     context: &serde_json::Value,
 ) -> Result<Request, ContextError> {
+    let request = unvalidated_request(principal, action, resource, context)?;
+    cedar_policy::Request::new(
+        request.principal.clone(),
+        request.action.clone(),
+        request.resource.clone(),
+        request.context.to_cedar_context()?,
+        Some(schema.cedar()),
+    )
+    .map_err(|e| ContextError::new(format!("context: {e}")))?;
+    Ok(request)
+}
+
+/// [`request`] without Cedar's validation: only for a request whose
+/// validity is already known (see [`Schema::default_context_validated`]).
+pub(crate) fn unvalidated_request(
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    context: &serde_json::Value,
+) -> Result<Request, ContextError> {
     let serde_json::Value::Object(fields) = context else {
         return Err(ContextError::new(
             "context must be a JSON object".to_owned(),
@@ -87,14 +107,6 @@ pub fn request(
         .collect::<Result<BTreeMap<_, _>, ContextError>>()?
         .into_iter()
         .collect::<Context>();
-    cedar_policy::Request::new(
-        principal.clone(),
-        action.clone(),
-        resource.clone(),
-        context.to_cedar_context()?,
-        Some(schema.cedar()),
-    )
-    .map_err(|e| ContextError::new(format!("context: {e}")))?;
     Ok(Request::new(principal, action, resource, context))
 }
 

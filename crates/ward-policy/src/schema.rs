@@ -5,10 +5,11 @@
 //! or [`crate::EntityStore`] validated against one schema is never paired
 //! with another in an [`crate::Engine`].
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
-use cedar_policy::SchemaFragment;
+use cedar_policy::{EntityUid, SchemaFragment};
 use miette::Diagnostic as _;
 
 use crate::problem::{LoadError, Problem};
@@ -45,7 +46,18 @@ pub struct Schema {
     /// The fragments other than Ward's built-in default: bundle content,
     /// which a policy version must cover (the default ships in the binary).
     user: Arc<[(String, String)]>,
+    /// Requests Cedar already validated under this schema with the default
+    /// context (see [`Schema::default_context_validated`]).
+    defaults_ok: Arc<Mutex<HashSet<Triple>>>,
 }
+
+/// Principal, action and resource of a request.
+pub(crate) type Triple = (EntityUid, EntityUid, EntityUid);
+
+/// Most triples remembered as valid with the default context; past it the
+/// memo starts over, so a caller naming endless ids costs validations, not
+/// memory.
+const MAX_DEFAULTS_OK: usize = 4096;
 
 impl Schema {
     /// Ward's default schema alone.
@@ -102,6 +114,7 @@ impl Schema {
             cedar: Arc::new(cedar),
             digest: out,
             user: user.into(),
+            defaults_ok: Arc::default(),
         })
     }
 
@@ -118,6 +131,31 @@ impl Schema {
     /// SHA-256 of the fragments' names and text.
     pub fn digest(&self) -> &[u8; 32] {
         &self.digest
+    }
+
+    /// Whether Cedar validated `triple` under this schema with the request
+    /// context the AuthZEN API fills in when the caller gives none. Its
+    /// fields and their types are fixed (only the time moves), and request
+    /// validation reads nothing else — the three entity references (enum
+    /// entity types restrict ids, so the ids are part of the key), the
+    /// action's declaration and the context's types — so the answer cannot
+    /// change while the schema does not; a new schema is a new `Schema`.
+    /// Only successes are remembered: an invalid request is validated, and
+    /// refused, every time. A poisoned memo reads as "not validated".
+    pub(crate) fn default_context_validated(&self, triple: &Triple) -> bool {
+        self.defaults_ok
+            .lock()
+            .is_ok_and(|memo| memo.contains(triple))
+    }
+
+    /// Remembers that `triple` validated with the default context.
+    pub(crate) fn remember_default_context_validated(&self, triple: Triple) {
+        if let Ok(mut memo) = self.defaults_ok.lock() {
+            if memo.len() >= MAX_DEFAULTS_OK {
+                memo.clear();
+            }
+            memo.insert(triple);
+        }
     }
 }
 
