@@ -416,7 +416,22 @@ fn records(proxy: &Proxy) -> Vec<AuditRecord> {
     let mut seen: std::collections::HashSet<String> =
         out.iter().map(|r| r.decision_id.clone()).collect();
     for bundle in files_under(&log) {
-        let bytes = std::fs::read(&bundle).unwrap();
+        // The server is running: its tile store writes each file under a
+        // `.tmp-` name and renames it into place, so such names are skipped
+        // (they may be half written), and one listed but gone when read
+        // was renamed meanwhile (the spool still holds its records until
+        // the log acknowledges them, so nothing is lost to the skip).
+        if bundle
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+        {
+            continue;
+        }
+        let bytes = match std::fs::read(&bundle) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", bundle.display()),
+        };
         for entry in ward_audit::bundle::entries(&bytes) {
             let record = AuditRecord::decode(entry.unwrap()).unwrap();
             // Partial bundles of earlier sizes repeat entries.
