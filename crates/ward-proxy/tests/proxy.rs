@@ -415,45 +415,15 @@ fn records(proxy: &Proxy) -> Vec<AuditRecord> {
         .join("data/audit/tile/entries");
     let mut seen: std::collections::HashSet<String> =
         out.iter().map(|r| r.decision_id.clone()).collect();
-    for bundle in files_under(&log) {
-        // The server is running: its tile store writes each file under a
-        // `.tmp-` name and renames it into place, so such names are skipped
-        // (they may be half written), and one listed but gone when read
-        // was renamed meanwhile (the spool still holds its records until
-        // the log acknowledges them, so nothing is lost to the skip).
-        if bundle
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
-        {
-            continue;
-        }
-        let bytes = match std::fs::read(&bundle) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => panic!("{}: {e}", bundle.display()),
-        };
+    // Read while the server runs; a file skipped mid-rename still has its
+    // records in the spool (deleted only once the log acknowledges them).
+    for (_, bytes) in ward_testkit::published_files(&log) {
         for entry in ward_audit::bundle::entries(&bytes) {
             let record = AuditRecord::decode(entry.unwrap()).unwrap();
             // Partial bundles of earlier sizes repeat entries.
             if record.proxy_id == proxy_id && seen.insert(record.decision_id.clone()) {
                 out.push(record);
             }
-        }
-    }
-    out
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
         }
     }
     out

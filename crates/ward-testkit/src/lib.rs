@@ -5,15 +5,19 @@
 //! certificates an attacker would: expired, not yet valid, CA-as-leaf, two
 //! URI SANs, no URI SAN, from an unknown authority, for another trust domain.
 //! [`postgres_url`] gives each PostgreSQL test its own empty schema.
+//! [`published_files`] reads a running server's file-backed log.
 //! Harnesses for in-process servers and proxies join as those parts land.
 
 #![allow(
     clippy::expect_used,
+    clippy::panic,
     reason = "test support: a failure here is a broken test setup"
 )]
 
+mod files;
 mod postgres;
 
+pub use files::published_files;
 pub use postgres::{postgres_url, postgres_url_blocking};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,

@@ -161,40 +161,15 @@ fn get(outbound: &str, target: &str) -> Option<(u16, String)> {
     Some((status, body.to_owned()))
 }
 
-/// Decision ids in the server's log, read from its entry bundles (partial
-/// bundles of earlier sizes repeat entries; the set absorbs that). The
-/// server is running: its tile store writes each file under a `.tmp-` name
-/// and renames it into place, so such names are skipped (they may be half
-/// written), and a file listed but gone when read was one of them, renamed
-/// meanwhile — the next poll sees it under its final name.
+/// Decision ids in the server's log, read from its entry bundles while it
+/// runs (partial bundles of earlier sizes repeat entries; the set absorbs
+/// that).
 fn logged_decisions(data: &Path) -> HashSet<String> {
     let mut out = HashSet::new();
-    let mut dirs = vec![data.join("audit/tile/entries")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            if path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
-            {
-                continue;
-            }
-            let bytes = match std::fs::read(&path) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => panic!("{}: {e}", path.display()),
-            };
-            for e in ward_audit::bundle::entries(&bytes) {
-                let record = ward_audit::record::AuditRecord::decode(e.unwrap()).unwrap();
-                out.insert(record.decision_id);
-            }
+    for (_, bytes) in ward_testkit::published_files(&data.join("audit/tile/entries")) {
+        for e in ward_audit::bundle::entries(&bytes) {
+            let record = ward_audit::record::AuditRecord::decode(e.unwrap()).unwrap();
+            out.insert(record.decision_id);
         }
     }
     out
