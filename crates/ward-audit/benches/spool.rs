@@ -1,7 +1,7 @@
 //! Spool benchmarks on a real temporary directory, so every group pays a
 //! real fdatasync: group-commit append throughput of 300-byte records with
-//! 1, 8 and 64 concurrent appenders, and raw `Spool::append_batch` of 1,000
-//! records.
+//! 1, 8 and 64 concurrent appenders, raw `Spool::append_batch` of 1,000
+//! records, and an acknowledgement.
 //!
 //! Run with `cargo bench -p ward-audit --bench spool`.
 
@@ -108,5 +108,35 @@ fn append_batch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, group_commit, append_batch);
+/// One acknowledgement that deletes nothing: what the shipper costs the
+/// writer thread (every append waits behind it) after each shipped batch.
+fn ack(c: &mut Criterion) {
+    let mut g = c.benchmark_group("spool_ack");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(1));
+    g.bench_function("no_deletion", |b| {
+        b.iter_custom(|iters| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut spool = Spool::open(dir.path(), opts()).unwrap();
+            // Small records, so that a million pending fit one segment.
+            let tiny = vec![b'x'; 16];
+            let chunk: Vec<&[u8]> = vec![tiny.as_slice(); 10_000];
+            let mut appended = 0;
+            while appended < iters {
+                appended = spool.append_batch(&chunk).unwrap().end;
+            }
+            let began = Instant::now();
+            for seq in 0..iters {
+                spool.ack(seq).unwrap();
+            }
+            let elapsed = began.elapsed();
+            assert_eq!(spool.stats().segments, 1, "an ack deleted a segment");
+            elapsed
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, group_commit, append_batch, ack);
 criterion_main!(benches);

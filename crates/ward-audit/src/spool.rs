@@ -12,7 +12,7 @@
 //! ```text
 //! <dir>/                      created 0700
 //!   lock                      held (flock) while a Spool is open
-//!   ack                       "ward-spool-ack/v1\n<next unacked seq>\n", replaced atomically
+//!   cursor                    the ack cursor: two checksummed slots (`spool/cursor.rs`)
 //!   00000000000000000000.seg  segments, named by their first sequence number
 //!   00000000000000001234.seg
 //! ```
@@ -52,6 +52,7 @@
 //! proxy then denies requests (the default, DESIGN.md §5) or sheds records
 //! is the caller's decision, not the spool's.
 
+mod cursor;
 mod frame;
 mod group;
 mod recover;
@@ -59,11 +60,12 @@ mod segment;
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use self::cursor::Cursor;
 pub use self::frame::MAX_RECORD_LEN;
 use self::frame::{FRAME_OVERHEAD, HEADER_LEN};
 pub use self::group::GroupCommit;
@@ -73,8 +75,6 @@ use crate::bundle::MAX_ENTRY_LEN;
 /// Every `INDEX_EVERY`-th record's offset is kept in memory, so finding a
 /// record reads at most this many frame headers.
 const INDEX_EVERY: u64 = 64;
-/// Name of the acknowledgement cursor file.
-const CURSOR_FILE: &str = "ack";
 /// Name of the lock file.
 const LOCK_FILE: &str = "lock";
 /// Suffix of files being written before their atomic rename.
@@ -298,6 +298,8 @@ pub struct Spool {
     next_seq: u64,
     /// Every record below this is acknowledged.
     acked_below: u64,
+    /// Where `acked_below` is kept.
+    cursor: Cursor,
     /// Frame bytes in the oldest segment that belong to acknowledged records.
     acked_frame_bytes: u64,
     disk_bytes: u64,
@@ -417,9 +419,11 @@ impl Spool {
     }
 
     /// Records that every record up to and including `through_seq` is
-    /// durably sequenced by the server: persists the cursor atomically, then
-    /// deletes the segments it fully covers. Acknowledging again what is
-    /// already acknowledged does nothing.
+    /// durably sequenced by the server: writes the cursor, then deletes the
+    /// segments it fully covers. The cursor is synced only when segments go
+    /// (see `spool/cursor.rs`); otherwise a crash may take it back, and the
+    /// records since are shipped again, which the server skips. Acknowledging
+    /// again what is already acknowledged does nothing.
     pub fn ack(&mut self, through_seq: u64) -> Result<(), SpoolError> {
         self.usable()?;
         if through_seq >= self.next_seq {
@@ -432,7 +436,13 @@ impl Spool {
         if acked_below <= self.acked_below {
             return Ok(());
         }
-        write_cursor(&self.dir, acked_below)?;
+        // Only a cursor that is on disk may justify deleting segments; an
+        // unsynced one that is lost re-ships records the server already has.
+        let deletes = self
+            .segments()
+            .next()
+            .is_some_and(|s| s.end_seq() <= acked_below);
+        self.cursor.set(acked_below, deletes)?;
         self.acked_below = acked_below;
         self.drop_acked_segments()
     }
@@ -572,20 +582,6 @@ impl Spool {
         self.acked_frame_bytes = acked_frame_bytes;
         Ok(())
     }
-}
-
-/// Replaces the cursor file atomically: temporary file, fsync, rename,
-/// directory fsync.
-fn write_cursor(dir: &Path, acked_below: u64) -> Result<(), SpoolError> {
-    let path = dir.join(CURSOR_FILE);
-    let tmp = dir.join(format!("{CURSOR_FILE}{TMP_SUFFIX}"));
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(frame::encode_cursor(acked_below).as_bytes())?;
-        f.sync_all()
-    });
-    written.map_err(|e| io_error("write ack cursor", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| io_error("rename ack cursor", &path, e))?;
-    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {

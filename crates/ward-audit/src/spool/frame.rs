@@ -1,5 +1,6 @@
 //! The spool's bytes on disk: segment file names, the segment header, record
-//! frames and the acknowledgement cursor file. Pure encoding and decoding;
+//! frames and the version 1 acknowledgement cursor file (read only, to
+//! migrate it; `cursor.rs` owns the current one). Pure encoding and decoding;
 //! no I/O happens here.
 //!
 //! A segment is `HEADER_LEN` bytes of header followed by frames:
@@ -28,7 +29,7 @@ pub(super) const FRAME_OVERHEAD: u64 = 8;
 pub const MAX_RECORD_LEN: usize = 1 << 20;
 /// Suffix of segment files; the stem is the first sequence number, 20 digits.
 pub(super) const SEGMENT_SUFFIX: &str = ".seg";
-/// First line of the acknowledgement cursor file; bump on any change.
+/// First line of the version 1 acknowledgement cursor file.
 const CURSOR_MAGIC: &str = "ward-spool-ack/v1";
 
 /// CRC-32C with a 16-lane table (computed at compile time).
@@ -137,6 +138,11 @@ pub(super) fn decode_frame(bytes: &[u8]) -> Result<(&[u8], usize), FrameError> {
     Ok((payload, len + 8))
 }
 
+/// CRC-32C of `bytes` (the ack cursor's slots).
+pub(super) fn crc32c(bytes: &[u8]) -> u32 {
+    CRC32C.checksum(bytes)
+}
+
 fn checksum(len: [u8; 4], payload: &[u8]) -> u32 {
     let mut digest = CRC32C.digest();
     digest.update(&len);
@@ -144,20 +150,21 @@ fn checksum(len: [u8; 4], payload: &[u8]) -> u32 {
     digest.finalize()
 }
 
-/// The cursor file's contents for "everything below `acked_below` is
-/// acknowledged".
+/// A version 1 cursor file's contents for "everything below `acked_below`
+/// is acknowledged". Only tests write one now.
+#[cfg(test)]
 pub(super) fn encode_cursor(acked_below: u64) -> String {
     format!("{CURSOR_MAGIC}\n{acked_below}\n")
 }
 
-/// Parses a cursor file; `None` when it is not exactly what
-/// [`encode_cursor`] writes.
+/// Parses a version 1 cursor file; `None` when it is not exactly
+/// `ward-spool-ack/v1\n<decimal>\n` with no leading zeros.
 pub(super) fn decode_cursor(bytes: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(bytes).ok()?;
     let rest = text.strip_prefix(CURSOR_MAGIC)?.strip_prefix('\n')?;
     let digits = rest.strip_suffix('\n')?;
     let n: u64 = digits.parse().ok()?;
-    (encode_cursor(n) == text).then_some(n)
+    (format!("{CURSOR_MAGIC}\n{n}\n") == text).then_some(n)
 }
 
 #[cfg(test)]

@@ -5,19 +5,18 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::frame::{self, FrameError, HEADER_LEN};
 use super::{
-    Active, CURSOR_FILE, INDEX_EVERY, LOCK_FILE, Segment, Spool, SpoolError, SpoolOptions,
-    TMP_SUFFIX, io_error,
+    Active, Cursor, INDEX_EVERY, LOCK_FILE, Segment, Spool, SpoolError, SpoolOptions, TMP_SUFFIX,
+    io_error,
 };
 
 pub(super) fn open(dir: PathBuf, opts: SpoolOptions) -> Result<Spool, SpoolError> {
     create_dir(&dir)?;
     let lock = lock(&dir)?;
-    let acked_below = read_cursor(&dir)?;
+    let (cursor, acked_below) = Cursor::open(&dir)?;
     let found = list_segments(&dir)?;
 
     let mut segments: VecDeque<Segment> = VecDeque::with_capacity(found.len());
@@ -70,6 +69,7 @@ pub(super) fn open(dir: PathBuf, opts: SpoolOptions) -> Result<Spool, SpoolError
         active,
         next_seq,
         acked_below,
+        cursor,
         acked_frame_bytes: 0,
         disk_bytes,
         appended: 0,
@@ -113,16 +113,6 @@ fn lock(dir: &Path) -> Result<File, SpoolError> {
             path: dir.display().to_string(),
         }),
         Err(TryLockError::Error(e)) => Err(io_error("lock", &path, e)),
-    }
-}
-
-fn read_cursor(dir: &Path) -> Result<u64, SpoolError> {
-    let path = dir.join(CURSOR_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => frame::decode_cursor(&bytes)
-            .ok_or_else(|| damaged(&path, 0, "ack cursor file is malformed")),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(io_error("read ack cursor", &path, e)),
     }
 }
 

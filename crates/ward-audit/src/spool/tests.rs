@@ -214,11 +214,47 @@ fn an_interrupted_ack_is_finished_on_open() {
         let mut spool = Spool::open(dir.path(), OPTS).unwrap();
         fill(&mut spool, 0..30);
     }
-    // The cursor was replaced, then the process died before deleting.
-    fs::write(dir.path().join(CURSOR_FILE), frame::encode_cursor(26)).unwrap();
+    // The cursor was synced, then the process died before deleting.
+    let (mut cursor, _) = Cursor::open(dir.path()).unwrap();
+    cursor.set(26, true).unwrap();
+    drop(cursor);
     let spool = Spool::open(dir.path(), OPTS).unwrap();
     assert_eq!(segment_files(dir.path()).len(), 1);
     assert_eq!(read_all(&spool), expected(26..30));
+}
+
+#[test]
+fn acks_without_deletions_write_the_cursor_and_reopen_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), OPTS).unwrap();
+    fill(&mut spool, 0..30);
+    // Inside the first segment: nothing to delete, so no sync is needed,
+    // but the value is written and a restart resumes from it.
+    spool.ack(4).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 3);
+    drop(spool);
+    let spool = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(read_all(&spool), expected(5..30));
+}
+
+#[test]
+fn a_version_1_spool_opens_where_its_ack_file_says() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut spool = Spool::open(dir.path(), OPTS).unwrap();
+        fill(&mut spool, 0..30);
+    }
+    // What an older Ward left: no `cursor`, the cursor in `ack` as text.
+    fs::remove_file(dir.path().join(cursor::CURSOR_FILE)).unwrap();
+    fs::write(
+        dir.path().join(cursor::LEGACY_CURSOR_FILE),
+        frame::encode_cursor(14),
+    )
+    .unwrap();
+    let spool = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(read_all(&spool), expected(14..30));
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    assert!(!dir.path().join(cursor::LEGACY_CURSOR_FILE).exists());
 }
 
 #[test]
@@ -465,11 +501,10 @@ fn missing_records_are_corrupt_not_skipped() {
     let (file, offset, _) = corrupt_at(Spool::open(dir.path(), OPTS).unwrap_err());
     assert_eq!((file, offset), (files[2].display().to_string(), 0));
     let (dir, _) = three_segments();
-    fs::write(dir.path().join(CURSOR_FILE), "ward-spool-ack/v1\nx\n").unwrap();
-    assert!(matches!(
-        Spool::open(dir.path(), OPTS),
-        Err(SpoolError::Corrupt { offset: 0, .. })
-    ));
+    let cursor = dir.path().join(cursor::CURSOR_FILE);
+    fs::write(&cursor, vec![0xA5; 8192]).unwrap();
+    let (file, offset, _) = corrupt_at(Spool::open(dir.path(), OPTS).unwrap_err());
+    assert_eq!((file, offset), (cursor.display().to_string(), 0));
 }
 
 #[test]
@@ -492,9 +527,9 @@ fn damage_after_writing_is_caught_when_reading() {
 fn leftover_temporary_files_are_removed() {
     let (dir, _) = three_segments();
     fs::write(dir.path().join("00000000000000000030.seg.tmp"), b"wspool").unwrap();
-    fs::write(dir.path().join("ack.tmp"), b"half").unwrap();
+    fs::write(dir.path().join("cursor.tmp"), b"half").unwrap();
     let spool = Spool::open(dir.path(), OPTS).unwrap();
     assert_eq!(read_all(&spool), expected(0..30));
-    assert!(!dir.path().join("ack.tmp").exists());
+    assert!(!dir.path().join("cursor.tmp").exists());
     assert!(!dir.path().join("00000000000000000030.seg.tmp").exists());
 }
