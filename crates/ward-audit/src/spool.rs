@@ -19,7 +19,9 @@
 //!
 //! A segment is a 16-byte header (magic, first sequence number) followed by
 //! frames `len (u32 LE) | crc32c(len ‖ payload) (u32 LE) | payload` (the
-//! encoding lives in `spool/frame.rs`). Segments are append-only; a new one is created
+//! encoding lives in `spool/frame.rs`), and, in the active segment, zeros:
+//! space written ahead of the records so that appends need no metadata
+//! commit (`spool/segment.rs`). Segments are append-only; a new one is created
 //! (written under a temporary name, fsynced, renamed, directory fsynced)
 //! when the next record would take the active one past
 //! [`SpoolOptions::segment_bytes`]. Sequence numbers start at 0, are dense,
@@ -88,6 +90,12 @@ pub struct SpoolOptions {
     /// Size at which a new segment is started; acknowledged space is
     /// reclaimed a whole segment at a time. Default 16 MiB.
     pub segment_bytes: u64,
+    /// How far ahead of its records the active segment is zero-filled, so
+    /// that an append's fdatasync need not commit a size change (see
+    /// `spool/segment.rs`); 0 turns it off. Default 1 MiB. This space is
+    /// not counted against `max_bytes`, and a segment gives it back when the
+    /// next one starts.
+    pub preallocate_bytes: u64,
     /// Largest record accepted, at most [`MAX_RECORD_LEN`]. Default
     /// [`MAX_ENTRY_LEN`]: a record the server's log cannot hold would be
     /// refused at shipping time and block every record behind it, so it is
@@ -100,6 +108,7 @@ impl Default for SpoolOptions {
         Self {
             max_bytes: 1 << 30,
             segment_bytes: 16 << 20,
+            preallocate_bytes: 1 << 20,
             max_record_bytes: MAX_ENTRY_LEN,
         }
     }
@@ -524,8 +533,13 @@ impl Spool {
                 Some(a) if self.fit(a.seg.len, records).0 > 0 => a,
                 old => {
                     // The old segment was fsynced by its last append.
-                    self.sealed.extend(old.map(|a| a.seg));
-                    let a = Active::create(&self.dir, self.next_seq)?;
+                    self.sealed.extend(old.map(Active::seal));
+                    let a = Active::create(
+                        &self.dir,
+                        self.next_seq,
+                        self.opts.preallocate_bytes,
+                        self.opts.segment_bytes,
+                    )?;
                     self.disk_bytes += HEADER_LEN;
                     a
                 }

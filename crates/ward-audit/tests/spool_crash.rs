@@ -57,6 +57,9 @@ fn opts() -> SpoolOptions {
         max_bytes: 256 << 20,
         // Small segments: the kill often lands near a roll or a deletion.
         segment_bytes: 16 << 10,
+        // Zero-filled a few records ahead: kills land inside that space
+        // and while it is extended.
+        preallocate_bytes: 3 << 10,
         max_record_bytes: 4096,
     }
 }

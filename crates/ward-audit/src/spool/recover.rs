@@ -21,8 +21,11 @@ pub(super) fn open(dir: PathBuf, opts: SpoolOptions) -> Result<Spool, SpoolError
 
     let mut segments: VecDeque<Segment> = VecDeque::with_capacity(found.len());
     let last = found.len().saturating_sub(1);
+    // The last segment's file length: its records and any zeros after them.
+    let mut last_file_len = 0;
     for (i, (first_seq, path)) in found.into_iter().enumerate() {
-        let seg = scan(path, first_seq, i == last)?;
+        let (seg, file_len) = scan(path, first_seq, i == last)?;
+        last_file_len = file_len;
         if let Some(prev) = segments.back()
             && prev.end_seq() != seg.first_seq
         {
@@ -52,13 +55,13 @@ pub(super) fn open(dir: PathBuf, opts: SpoolOptions) -> Result<Spool, SpoolError
         .max(acked_below);
     let disk_bytes = segments.iter().map(|s| s.len).sum();
     let active = match segments.pop_back() {
-        Some(seg) => {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&seg.path)
-                .map_err(|e| io_error("open segment", &seg.path, e))?;
-            Some(Active { seg, file })
-        }
+        Some(seg) => Some(Active {
+            file: Active::reopen(&seg.path)?,
+            zeroed_to: last_file_len,
+            preallocate: opts.preallocate_bytes,
+            limit: opts.segment_bytes,
+            seg,
+        }),
         None => None,
     };
     let mut spool = Spool {
@@ -136,10 +139,12 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
     Ok(found)
 }
 
-/// Checks every frame of a segment and indexes it. Damage ends the scan;
-/// in the last segment, damage with no valid frame after it is a torn
-/// write and is truncated away.
-fn scan(path: PathBuf, first_seq: u64, is_last: bool) -> Result<Segment, SpoolError> {
+/// Checks every frame of a segment and indexes it, returning it with the
+/// file's length. Frames end at the end of the file or where only zeros
+/// follow (space preallocated for appends). Damage ends the scan; in the
+/// last segment, damage with no valid frame after it is a torn write and is
+/// truncated away.
+fn scan(path: PathBuf, first_seq: u64, is_last: bool) -> Result<(Segment, u64), SpoolError> {
     let bytes = fs::read(&path).map_err(|e| io_error("read segment", &path, e))?;
     match frame::decode_header(&bytes) {
         Some(seq) if seq == first_seq => {}
@@ -162,9 +167,12 @@ fn scan(path: PathBuf, first_seq: u64, is_last: bool) -> Result<Segment, SpoolEr
                 records += 1;
                 offset += n;
             }
+            // No frame is all zeros (its checksum covers the length).
+            Err(_) if rest.iter().all(|&b| b == 0) => break None,
             Err(e) => break Some(e),
         }
     };
+    let mut file_len = bytes.len() as u64;
     if let Some(e) = damage {
         if !is_last {
             return Err(damaged(&path, offset as u64, e.reason()));
@@ -177,14 +185,18 @@ fn scan(path: PathBuf, first_seq: u64, is_last: bool) -> Result<Segment, SpoolEr
             ));
         }
         truncate(&path, offset as u64, bytes.len(), e)?;
+        file_len = offset as u64;
     }
-    Ok(Segment {
-        path,
-        first_seq,
-        records,
-        len: offset as u64,
-        sparse,
-    })
+    Ok((
+        Segment {
+            path,
+            first_seq,
+            records,
+            len: offset as u64,
+            sparse,
+        },
+        file_len,
+    ))
 }
 
 /// Whether any offset past `damaged_at` starts a valid frame. A false

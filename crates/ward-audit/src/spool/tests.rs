@@ -2,7 +2,7 @@
 //! sequence continuity, acknowledgement, the size cap, and recovery.
 
 use std::fs;
-use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use super::frame::{self, FRAME_OVERHEAD, HEADER_LEN};
@@ -13,6 +13,8 @@ use super::*;
 const OPTS: SpoolOptions = SpoolOptions {
     max_bytes: 4096,
     segment_bytes: 256,
+    // A few frames at a time, so appends often extend the zeroed space.
+    preallocate_bytes: 64,
     max_record_bytes: 64,
 };
 /// Bytes of one [`rec`] frame.
@@ -324,6 +326,7 @@ fn options_that_cannot_work_are_refused() {
             max_record_bytes: MAX_RECORD_LEN + 1,
             segment_bytes: 4 << 20,
             max_bytes: 4 << 20,
+            ..OPTS
         },
         SpoolOptions {
             segment_bytes: 87,
@@ -420,16 +423,99 @@ fn a_torn_tail_cut_mid_frame_is_truncated_and_the_rest_kept() {
 }
 
 #[test]
-fn garbage_or_zeros_after_the_last_frame_are_truncated() {
-    for tail in [vec![0xab; 13], vec![0; 4096], vec![5, 0, 0, 0, 1, 2]] {
+fn garbage_after_the_last_frame_is_truncated() {
+    for tail in [
+        vec![0xab; 13],
+        vec![5, 0, 0, 0, 1, 2],
+        vec![0, 0, 0, 0, 0, 7],
+    ] {
         let (dir, files) = three_segments();
-        let mut f = fs::OpenOptions::new().append(true).open(&files[2]).unwrap();
-        f.write_all(&tail).unwrap();
+        let f = fs::OpenOptions::new().write(true).open(&files[2]).unwrap();
+        f.write_all_at(&tail, frame_offset(6)).unwrap();
         drop(f);
-        let spool = Spool::open(dir.path(), OPTS).unwrap();
-        assert_eq!(read_all(&spool), expected(0..30));
+        let mut spool = Spool::open(dir.path(), OPTS).unwrap();
+        assert_eq!(read_all(&spool), expected(0..30), "{tail:?}");
         assert_eq!(fs::metadata(&files[2]).unwrap().len(), frame_offset(6));
+        // Appends resume at the cut and zero-fill ahead again.
+        spool.append_batch(&[&rec(30)]).unwrap();
+        drop(spool);
+        let spool = Spool::open(dir.path(), OPTS).unwrap();
+        assert_eq!(read_all(&spool), expected(0..31));
     }
+}
+
+#[test]
+fn the_active_segment_is_zero_filled_ahead_of_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), OPTS).unwrap();
+    fill(&mut spool, 0..3);
+    let file = segment_files(dir.path()).pop().unwrap();
+    let len = |p: &Path| fs::metadata(p).unwrap().len();
+    // Three frames, then zeros: at most a chunk past the records, never
+    // past the segment size.
+    let used = frame_offset(3);
+    let zeroed = len(&file);
+    assert!(zeroed > used && zeroed <= (used + OPTS.preallocate_bytes).min(OPTS.segment_bytes));
+    let bytes = fs::read(&file).unwrap();
+    assert!(
+        bytes[usize::try_from(used).unwrap()..]
+            .iter()
+            .all(|&b| b == 0)
+    );
+    // The zeros are space, not damage: nothing is cut on open, and the
+    // next records go right after the last one, not after the zeros.
+    drop(spool);
+    let mut spool = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(len(&file), zeroed);
+    fill(&mut spool, 3..8);
+    let bytes = fs::read(&file).unwrap();
+    let mut at = usize::try_from(used).unwrap();
+    for i in 3..8 {
+        let (payload, n) = frame::decode_frame(&bytes[at..]).unwrap();
+        assert_eq!(payload, rec(i));
+        at += n;
+    }
+    // Eight frames passed the first chunk: the zeros were extended.
+    assert!(len(&file) > zeroed);
+    assert!(bytes[at..].iter().all(|&b| b == 0));
+    drop(spool);
+    let spool = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(read_all(&spool), expected(0..8));
+    // The space is not counted as records' bytes.
+    assert_eq!(spool.stats().disk_bytes, frame_offset(8));
+}
+
+#[test]
+fn a_full_segment_is_cut_back_to_its_records_and_zero_tails_read_clean() {
+    let (dir, files) = three_segments();
+    for f in &files[..2] {
+        assert_eq!(fs::metadata(f).unwrap().len(), frame_offset(PER_SEGMENT));
+    }
+    // Had the cut been lost in a crash, the zeros would read as space.
+    let f = fs::OpenOptions::new().write(true).open(&files[0]).unwrap();
+    f.set_len(OPTS.segment_bytes).unwrap();
+    drop(f);
+    let spool = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(read_all(&spool), expected(0..30));
+}
+
+#[test]
+fn a_torn_write_into_the_zeroed_space_is_truncated() {
+    let (dir, files) = three_segments();
+    // The first 10 bytes of a frame reached the disk, zeros after them.
+    let mut frame = Vec::new();
+    frame::encode_frame(&rec(30), &mut frame);
+    let f = fs::OpenOptions::new().write(true).open(&files[2]).unwrap();
+    assert!(f.metadata().unwrap().len() > frame_offset(6) + 10);
+    f.write_all_at(&frame[..10], frame_offset(6)).unwrap();
+    drop(f);
+    let mut spool = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(read_all(&spool), expected(0..30));
+    assert_eq!(fs::metadata(&files[2]).unwrap().len(), frame_offset(6));
+    assert_eq!(spool.append_batch(&[&rec(30)]).unwrap(), 30..31);
+    drop(spool);
+    let spool = Spool::open(dir.path(), OPTS).unwrap();
+    assert_eq!(read_all(&spool), expected(0..31));
 }
 
 #[test]
@@ -437,13 +523,14 @@ fn a_damaged_frame_followed_by_valid_frames_is_corrupt() {
     let (dir, files) = three_segments();
     // Payload byte of the third frame of the last segment.
     flip(&files[2], frame_offset(2) + 10);
+    let damaged = fs::read(&files[2]).unwrap();
     let (file, offset, _) = corrupt_at(Spool::open(dir.path(), OPTS).unwrap_err());
     assert_eq!(
         (file, offset),
         (files[2].display().to_string(), frame_offset(2))
     );
     // The file was left alone for an operator to inspect.
-    assert_eq!(fs::metadata(&files[2]).unwrap().len(), frame_offset(6));
+    assert_eq!(fs::read(&files[2]).unwrap(), damaged);
 
     // A damaged length field, likewise.
     let (dir, files) = three_segments();

@@ -8,6 +8,7 @@ use super::*;
 const OPTS: SpoolOptions = SpoolOptions {
     max_bytes: 64 << 20,
     segment_bytes: 64 << 10,
+    preallocate_bytes: 8 << 10,
     max_record_bytes: 1024,
 };
 
@@ -92,6 +93,7 @@ fn a_full_spool_fails_every_caller_of_the_group() {
         max_bytes: 4096,
         segment_bytes: 4096,
         max_record_bytes: 1024,
+        ..OPTS
     };
     let spool = GroupCommit::open(dir.path(), opts).unwrap();
     let mut n = 0u64;
