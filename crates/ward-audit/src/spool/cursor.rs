@@ -201,6 +201,11 @@ mod tests {
         all[at..at + SLOT_LEN].to_vec()
     }
 
+    /// What slot `k` decodes to, read straight from the file.
+    fn slot_value(dir: &Path, k: u64) -> Option<u64> {
+        decode_slot(&slot_bytes(dir, k).try_into().unwrap())
+    }
+
     fn damage_slot(dir: &Path, k: u64) {
         let f = OpenOptions::new()
             .write(true)
@@ -226,26 +231,14 @@ mod tests {
         // Slot 0 holds the durable 0; unsynced updates all land in slot 1.
         c.set(5, false).unwrap();
         c.set(7, false).unwrap();
-        assert_eq!(
-            decode_slot(&slot_bytes(dir.path(), 0).try_into().unwrap()),
-            Some(0)
-        );
-        assert_eq!(
-            decode_slot(&slot_bytes(dir.path(), 1).try_into().unwrap()),
-            Some(7)
-        );
+        assert_eq!(slot_value(dir.path(), 0), Some(0));
+        assert_eq!(slot_value(dir.path(), 1), Some(7));
         // A durable update also goes to slot 1, which becomes the durable
         // one; the next update goes to slot 0.
         c.set(9, true).unwrap();
         c.set(11, false).unwrap();
-        assert_eq!(
-            decode_slot(&slot_bytes(dir.path(), 1).try_into().unwrap()),
-            Some(9)
-        );
-        assert_eq!(
-            decode_slot(&slot_bytes(dir.path(), 0).try_into().unwrap()),
-            Some(11)
-        );
+        assert_eq!(slot_value(dir.path(), 1), Some(9));
+        assert_eq!(slot_value(dir.path(), 0), Some(11));
         drop(c);
         assert_eq!(Cursor::open(dir.path()).unwrap().1, 11);
     }
