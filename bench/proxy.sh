@@ -19,10 +19,14 @@
 #   PEERS=ward bench/proxy.sh                        # Ward only (while tuning)
 #   DURATION=30s bench/proxy.sh                      # longer measurements
 #   WARD_BIN=/path/to/ward KEEP_WORK=1 bench/proxy.sh
+#   WARD_PROXY_BIN=target/sidecar/release/ward bench/proxy.sh   # sidecar build
 #
 # Environment (defaults in brackets):
 #   WARD_BIN         the ward binary [target/release/ward; build it with
 #                    `cargo build --release -p ward`]
+#   WARD_PROXY_BIN   the ward binary the two proxies run [WARD_BIN]; e.g. the
+#                    sidecar build, without the server: `cargo build --release
+#                    -p ward --no-default-features --target-dir target/sidecar`
 #   WARD_ONLY_PEERS  1 = skip Ward, bench nginx and HAProxy only [0]
 #   PEERS            which meshes to bench, any of: ward haproxy nginx
 #                    [ward haproxy nginx]; the direct baseline always runs
@@ -70,6 +74,8 @@ done
 wanted() { [[ " $PEERS " == *" $1 "* ]]; }
 WARD_BIN=${WARD_BIN:-target/release/ward}
 [[ $WARD_BIN == /* ]] || WARD_BIN=$ROOT/$WARD_BIN
+WARD_PROXY_BIN=${WARD_PROXY_BIN:-$WARD_BIN}
+[[ $WARD_PROXY_BIN == /* ]] || WARD_PROXY_BIN=$ROOT/$WARD_PROXY_BIN
 
 # Ports (all on 127.0.0.1).
 UPSTREAM_PORT=$((PORT_BASE + 80))      # fixed-200 upstream, HTTP/1.1
@@ -159,8 +165,10 @@ if wanted ward; then
     if [[ ! -x $WARD_BIN ]]; then
         die "no ward binary at $WARD_BIN: build it with \`cargo build --release -p ward\` (or set WARD_BIN), or run with WARD_ONLY_PEERS=1 to bench nginx and HAProxy only"
     fi
-    "$WARD_BIN" proxy run --help >/dev/null 2>&1 ||
-        die "$WARD_BIN has no \`ward proxy run\`: rebuild it with \`cargo build --release -p ward\`"
+    "$WARD_BIN" server run --help >/dev/null 2>&1 ||
+        die "$WARD_BIN has no \`ward server run\` (a sidecar build?): rebuild it with \`cargo build --release -p ward\`, and give the sidecar build as WARD_PROXY_BIN"
+    "$WARD_PROXY_BIN" proxy run --help >/dev/null 2>&1 ||
+        die "$WARD_PROXY_BIN has no \`ward proxy run\`: rebuild it with \`cargo build --release -p ward\`"
 fi
 
 export PATH=$PATH:/usr/sbin:/sbin:${CARGO_HOME:-$HOME/.cargo}/bin
@@ -503,7 +511,7 @@ bench_ward() {
     # proxy_run NAME TOKEN OUT IN ADMIN
     proxy_run() {
         mkdir -p "$wd/$1"
-        start "ward-$1" "$wd/$1.log" "$WARD_BIN" proxy run --server "127.0.0.1:$WARD_SERVER_PORT" \
+        start "ward-$1" "$wd/$1.log" "$WARD_PROXY_BIN" proxy run --server "127.0.0.1:$WARD_SERVER_PORT" \
             --bundle "$wd/data/bundle.json" --agent "$1" --join-token "$2" \
             --upstream "127.0.0.1:$UPSTREAM_PORT" --state-dir "$wd/$1" \
             --outbound "127.0.0.1:$3" --inbound "127.0.0.1:$4" --admin "127.0.0.1:$5" --workers 1
@@ -574,7 +582,10 @@ if wanted nginx; then bench_nginx; else SKIPPED+=(nginx); fi
 # --- report -----------------------------------------------------------------
 
 ward_version=skipped
-wanted ward && ward_version=$("$WARD_BIN" --version 2>/dev/null || echo "?")
+if wanted ward; then
+    ward_version=$("$WARD_BIN" --version 2>/dev/null || echo "?")
+    [[ $WARD_PROXY_BIN == "$WARD_BIN" ]] || ward_version+=", proxies: $WARD_PROXY_BIN"
+fi
 BENCH_META_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 BENCH_META_HOST="$(nproc) CPUs, $(uname -sr), load average $LOADAVG_START at start, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) at end" \
 BENCH_META_OHA=$(oha --version 2>/dev/null | head -n1) \

@@ -7,7 +7,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Ward: a zero-trust fabric for AI agents.
 #[derive(Debug, Parser)]
-#[command(name = "ward", version, about, long_about = None)]
+#[command(name = "ward", version, long_about = None)]
+#[cfg_attr(feature = "server", command(about))]
+#[cfg_attr(
+    not(feature = "server"),
+    command(
+        about = "Ward, sidecar build: the data plane (`proxy run`) with `svid` and `audit`. The control plane and the operator commands are in the default build."
+    )
+)]
 pub(crate) struct Cli {
     /// Log filter in RUST_LOG syntax, e.g. `info,ward_identity=debug`
     /// [default: warn; error for `ward demo`, whose narration already says
@@ -50,21 +57,27 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    #[cfg(feature = "server")]
     /// The control plane: initialise a data directory, run the server.
     #[command(subcommand)]
     Server(ServerCommand),
+    #[cfg(feature = "server")]
     /// The certificate authority: status and rotation (and offline `init`).
     #[command(subcommand)]
     Ca(CaCommand),
     /// X.509-SVIDs: mint from a local CA, inspect and verify.
     #[command(subcommand)]
     Svid(SvidCommand),
+    #[cfg(feature = "server")]
     /// The agent registry: register, list, show, update, retire.
     Agent(AgentArgs),
+    #[cfg(feature = "server")]
     /// Join tokens that let a proxy enroll an agent.
     Token(TokenArgs),
+    #[cfg(feature = "server")]
     /// Issued certificates: revoke one by serial, list revocations.
     Cert(CertArgs),
+    #[cfg(feature = "server")]
     /// Policy bundles as code: validate and test them offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -74,6 +87,7 @@ pub(crate) enum Command {
     /// records every call of one agent.
     #[command(subcommand)]
     Proxy(ProxyCommand),
+    #[cfg(feature = "server")]
     /// See zero trust work in a minute: a server, three agents behind
     /// their own proxies and an MCP tool server, all in this process.
     ///
@@ -127,6 +141,7 @@ pub(crate) enum ProxyCommand {
     /// or `HTTP_PROXY=http://127.0.0.1:15001`). Stops cleanly on SIGINT or
     /// SIGTERM.
     Run(Box<ProxyRunArgs>),
+    #[cfg(feature = "server")]
     /// Every proxy the server has heard from: the control-plane revision it
     /// enforces, its lag, when it last reported, when its certificate
     /// expires.

@@ -1,23 +1,34 @@
 //! Subcommand dispatch and the exit codes every subcommand shares.
 
+#[cfg(feature = "server")]
 mod agent;
 mod audit;
+#[cfg(feature = "server")]
 mod ca;
+mod ca_dir;
+#[cfg(feature = "server")]
 mod cert;
 pub(crate) mod client;
+#[cfg(feature = "server")]
 mod demo;
+#[cfg(feature = "server")]
 mod policy;
 mod proxy;
+#[cfg(feature = "server")]
 mod receipts;
+#[cfg(feature = "server")]
 mod server;
 mod svid;
+#[cfg(feature = "server")]
 mod token;
 
 use std::process::ExitCode;
 
-use crate::cli::{
-    CaCommand, Cli, Command, PolicyCommand, ProxyCommand, ServerCommand, SvidCommand,
-};
+use anyhow::Context as _;
+
+#[cfg(feature = "server")]
+use crate::cli::{CaCommand, PolicyCommand, ServerCommand};
+use crate::cli::{Cli, Command, ProxyCommand, SvidCommand};
 
 /// Something failed; the message says what and how to fix it.
 pub(crate) const EXIT_ERROR: u8 = 1;
@@ -28,6 +39,7 @@ pub(crate) const EXIT_USAGE: u8 = 64;
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "server")]
         Command::Server(ServerCommand::Init {
             data_dir,
             trust_domain,
@@ -41,6 +53,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &algorithm,
             output,
         ),
+        #[cfg(feature = "server")]
         Command::Server(ServerCommand::Run {
             config,
             data_dir,
@@ -60,37 +73,55 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             check,
             output,
         }),
+        #[cfg(feature = "server")]
         Command::Server(ServerCommand::Status { conn }) => server::status(&conn),
         Command::Proxy(ProxyCommand::Run(args)) => proxy::run(*args),
+        #[cfg(feature = "server")]
         Command::Proxy(ProxyCommand::List { conn }) => receipts::list(&conn),
+        #[cfg(feature = "server")]
         Command::Agent(args) => agent::run(args),
+        #[cfg(feature = "server")]
         Command::Token(args) => token::run(args),
+        #[cfg(feature = "server")]
         Command::Cert(args) => cert::run(args),
+        #[cfg(feature = "server")]
         Command::Policy(PolicyCommand::Validate { dir, output }) => policy::validate(&dir, output),
+        #[cfg(feature = "server")]
         Command::Policy(PolicyCommand::Test { dir, output }) => policy::test(&dir, output),
+        #[cfg(feature = "server")]
         Command::Policy(PolicyCommand::Push { dir, conn }) => policy::push(&dir, &conn),
+        #[cfg(feature = "server")]
         Command::Policy(PolicyCommand::List { conn }) => policy::list(&conn),
+        #[cfg(feature = "server")]
         Command::Policy(PolicyCommand::Show { version, conn }) => policy::show(&version, &conn),
+        #[cfg(feature = "server")]
         Command::Policy(PolicyCommand::Rollback { version, conn }) => {
             policy::rollback(&version, &conn)
         }
+        #[cfg(feature = "server")]
         Command::Policy(PolicyCommand::Diff { from, to, conn }) => policy::diff(&from, &to, &conn),
         Command::Audit(args) => audit::run(args),
+        #[cfg(feature = "server")]
         Command::Demo(args) => demo::run(args),
+        #[cfg(feature = "server")]
         Command::Ca(CaCommand::Init {
             dir,
             trust_domain,
             algorithm,
             output,
         }) => ca::init(&dir, &trust_domain, &algorithm, output),
+        #[cfg(feature = "server")]
         Command::Ca(CaCommand::Status { conn }) => ca::status(&conn),
+        #[cfg(feature = "server")]
         Command::Ca(CaCommand::Rotate {
             root,
             no_activate,
             timeout,
             conn,
         }) => ca::rotate(root, no_activate, &timeout, &conn),
+        #[cfg(feature = "server")]
         Command::Ca(CaCommand::Activate { id, conn }) => ca::activate(&id, &conn),
+        #[cfg(feature = "server")]
         Command::Ca(CaCommand::Retire { id, force, conn }) => ca::retire(&id, force, &conn),
         Command::Svid(SvidCommand::Mint {
             ca_dir,
@@ -113,6 +144,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             trust_domain,
             output,
         }) => svid::inspect(&file, bundle.as_deref(), trust_domain.as_deref(), output),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM: what `server run` and `proxy run` drain on.
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT"),
+        _ = term.recv() => Ok(()),
     }
 }
 

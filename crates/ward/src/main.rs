@@ -5,6 +5,13 @@
 
 mod cli;
 mod cmd;
+#[cfg_attr(
+    not(feature = "server"),
+    allow(
+        dead_code,
+        reason = "the sidecar build reads only the file's [proxy] table; the [server] table's reader stays compiled so both builds share one checked format"
+    )
+)]
 mod config;
 mod table;
 
@@ -30,10 +37,13 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { cmd::EXIT_USAGE } else { 0 });
         }
     };
-    let default_log = match cli.command {
-        cli::Command::Demo(_) => "error",
-        _ => "warn",
-    };
+    // The demo narrates on stdout; its components' warnings would only
+    // interleave with the story.
+    #[cfg(feature = "server")]
+    let quiet = matches!(cli.command, cli::Command::Demo(_));
+    #[cfg(not(feature = "server"))]
+    let quiet = false;
+    let default_log = if quiet { "error" } else { "warn" };
     let log = cli.log.clone().unwrap_or_else(|| default_log.to_owned());
     if let Err(e) = ward_core::telemetry::init(cli.log_format.into(), &log) {
         eprintln!("error: {e}");

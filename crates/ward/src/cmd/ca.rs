@@ -18,11 +18,10 @@ use ward_server::api::enroll::SvidResponse;
 use ward_server::api::proxies::Receipts;
 
 use crate::cli::{Connection, Output};
+use crate::cmd::ca_dir::TRUST_DOMAIN_FILE;
 use crate::cmd::client;
 use crate::table;
 
-/// File in a CA directory naming its trust domain.
-pub(crate) const TRUST_DOMAIN_FILE: &str = "trust-domain";
 /// The trust bundle (SPIFFE bundle JSON) in a CA directory.
 pub(crate) const BUNDLE_FILE: &str = "bundle.json";
 /// The JWT-SVID signing key in a CA directory.
@@ -82,18 +81,6 @@ pub(crate) fn init(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads the trust domain a CA directory was made for.
-pub(crate) fn trust_domain_of(dir: &Path) -> anyhow::Result<TrustDomain> {
-    let path = dir.join(TRUST_DOMAIN_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{} is not a CA directory (no {TRUST_DOMAIN_FILE}); create one with `ward ca init`",
-            dir.display()
-        )
-    })?;
-    TrustDomain::new(text.trim()).with_context(|| format!("{}", path.display()))
 }
 
 /// `ward ca status`.

@@ -57,6 +57,7 @@ impl ClientFile {
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
     }
 
+    #[cfg(feature = "server")]
     pub(crate) fn write(&self, path: &Path) -> anyhow::Result<()> {
         let text = toml::to_string(self).context("encoding the client config")?;
         if let Some(parent) = path.parent() {

@@ -57,7 +57,7 @@ pub(crate) fn run(args: ProxyRunArgs) -> anyhow::Result<ExitCode> {
             proxy.shared.advertise(),
             proxy.admin
         );
-        crate::cmd::server::wait_for_signal().await?;
+        crate::cmd::wait_for_signal().await?;
         eprintln!(
             "shutting down (waiting up to {}s for in-flight requests)",
             DRAIN_DEADLINE.as_secs()

@@ -179,7 +179,7 @@ pub(crate) fn run(flags: &RunFlags) -> anyhow::Result<ExitCode> {
         let (trigger, watch) = drain::channel();
         let addr = server::start(options, watch).await?;
         eprintln!("ward server listening on {addr}");
-        wait_for_signal().await?;
+        crate::cmd::wait_for_signal().await?;
         eprintln!(
             "shutting down (waiting up to {}s for in-flight requests)",
             DRAIN_DEADLINE.as_secs()
@@ -189,15 +189,6 @@ pub(crate) fn run(flags: &RunFlags) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT"),
-        _ = term.recv() => Ok(()),
-    }
 }
 
 pub(crate) fn status(conn: &Connection) -> anyhow::Result<ExitCode> {

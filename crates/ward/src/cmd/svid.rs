@@ -11,7 +11,7 @@ use ward_identity::verify::{AnyMember, ChainVerifier, Usage};
 use ward_identity::{KeyAlgorithm, PrivateKey, SpiffeId, TrustBundle, TrustDomain, X509Svid, csr};
 
 use crate::cli::Output;
-use crate::cmd::{EXIT_DENIED, ca};
+use crate::cmd::{EXIT_DENIED, ca_dir};
 
 pub(crate) fn mint(
     ca_dir: &Path,
@@ -22,7 +22,7 @@ pub(crate) fn mint(
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let ttl = crate::cmd::parse_duration(ttl)?;
-    let td = ca::trust_domain_of(ca_dir)?;
+    let td = ca_dir::trust_domain_of(ca_dir)?;
     let id = match (agent, spiffe_id) {
         (Some(name), _) => td.agent_id(&name.parse().with_context(|| format!("--agent {name:?}"))?),
         (None, Some(id)) => SpiffeId::new(id).with_context(|| format!("--spiffe-id {id:?}"))?,
