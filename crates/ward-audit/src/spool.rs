@@ -49,7 +49,8 @@
 //!
 //! # Full
 //!
-//! [`SpoolOptions::max_bytes`] caps the segment files' total size. An
+//! [`SpoolOptions::max_bytes`] caps the segment files' total size, the
+//! active segment's zero-filled space included. An
 //! append that would pass it fails with [`SpoolError::Full`]; whether the
 //! proxy then denies requests (the default, DESIGN.md §5) or sheds records
 //! is the caller's decision, not the spool's.
@@ -92,9 +93,9 @@ pub struct SpoolOptions {
     pub segment_bytes: u64,
     /// How far ahead of its records the active segment is zero-filled, so
     /// that an append's fdatasync need not commit a size change (see
-    /// `spool/segment.rs`); 0 turns it off. Default 1 MiB. This space is
-    /// not counted against `max_bytes`, and a segment gives it back when the
-    /// next one starts.
+    /// `spool/segment.rs`); 0 turns it off. Default 1 MiB. The zeros never
+    /// take the files past `max_bytes` (near the cap, less is zero-filled),
+    /// and a segment gives them back when the next one starts.
     pub preallocate_bytes: u64,
     /// Largest record accepted, at most [`MAX_RECORD_LEN`]. Default
     /// [`MAX_ENTRY_LEN`]: a record the server's log cannot hold would be
@@ -526,6 +527,16 @@ impl Spool {
         needed
     }
 
+    /// How much zero-filled space may follow `adding` more bytes of
+    /// records: what keeps the files within `max_bytes`, zeros included.
+    /// (The active segment's zeros are the only ones: a segment gives its
+    /// rest back when the next one starts.)
+    fn headroom(&self, adding: u64) -> u64 {
+        self.opts
+            .max_bytes
+            .saturating_sub(self.disk_bytes.saturating_add(adding))
+    }
+
     fn write_records(&mut self, mut records: &[&[u8]]) -> Result<(), SpoolError> {
         let mut buf = Vec::new();
         while !records.is_empty() {
@@ -539,6 +550,7 @@ impl Spool {
                         self.next_seq,
                         self.opts.preallocate_bytes,
                         self.opts.segment_bytes,
+                        self.headroom(HEADER_LEN),
                     )?;
                     self.disk_bytes += HEADER_LEN;
                     a
@@ -552,7 +564,8 @@ impl Spool {
             for r in now {
                 frame::encode_frame(r, &mut buf);
             }
-            let written = active.append(&buf, now);
+            let headroom = self.headroom(buf.len() as u64);
+            let written = active.append(&buf, now, headroom);
             self.active = Some(active);
             written?;
             self.syncs += 1;

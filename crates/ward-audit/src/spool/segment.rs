@@ -117,9 +117,14 @@ static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 impl Active {
     /// Writes `frames` (the encoding of `records`) after the last record of
     /// the active segment, zero-fills ahead when they reach the end of the
-    /// preallocated space, fdatasyncs, and updates the segment's
-    /// bookkeeping.
-    pub(super) fn append(&mut self, frames: &[u8], records: &[&[u8]]) -> Result<(), SpoolError> {
+    /// preallocated space (at most `headroom` bytes past them), fdatasyncs,
+    /// and updates the segment's bookkeeping.
+    pub(super) fn append(
+        &mut self,
+        frames: &[u8],
+        records: &[&[u8]],
+        headroom: u64,
+    ) -> Result<(), SpoolError> {
         let seg = &mut self.seg;
         let end = seg.len + frames.len() as u64;
         self.file
@@ -129,7 +134,7 @@ impl Active {
             // In the same fdatasync as the frames: one size change per
             // chunk instead of one per append.
             let to = end
-                .saturating_add(self.preallocate)
+                .saturating_add(self.preallocate.min(headroom))
                 .min(self.limit)
                 .max(end);
             write_zeros(&self.file, end, to)
@@ -152,14 +157,15 @@ impl Active {
     }
 
     /// Creates the segment whose first record will be `first_seq`: header
-    /// and the first zero-filled chunk written under a temporary name,
-    /// fsynced, renamed into place, directory fsynced. A segment file
-    /// therefore always has a whole header.
+    /// and the first zero-filled chunk (at most `headroom` bytes) written
+    /// under a temporary name, fsynced, renamed into place, directory
+    /// fsynced. A segment file therefore always has a whole header.
     pub(super) fn create(
         dir: &Path,
         first_seq: u64,
         preallocate: u64,
         limit: u64,
+        headroom: u64,
     ) -> Result<Self, SpoolError> {
         let path = dir.join(frame::segment_name(first_seq));
         let tmp = dir.join(format!("{}{TMP_SUFFIX}", frame::segment_name(first_seq)));
@@ -170,7 +176,7 @@ impl Active {
             .open(&tmp)
             .map_err(|e| io_error("create segment", &tmp, e))?;
         let zeroed_to = HEADER_LEN
-            .saturating_add(preallocate)
+            .saturating_add(preallocate.min(headroom))
             .min(limit)
             .max(HEADER_LEN);
         file.write_all(&frame::encode_header(first_seq))

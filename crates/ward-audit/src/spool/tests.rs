@@ -486,6 +486,45 @@ fn the_active_segment_is_zero_filled_ahead_of_its_records() {
 }
 
 #[test]
+fn zero_filled_space_never_takes_the_files_past_max_bytes() {
+    // A cap that is not a multiple of the segment size, and chunks large
+    // enough that a whole one would not fit beside the last records.
+    let opts = SpoolOptions {
+        max_bytes: 600,
+        preallocate_bytes: 200,
+        ..OPTS
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), opts).unwrap();
+    let on_disk = || -> u64 {
+        segment_files(dir.path())
+            .iter()
+            .map(|f| fs::metadata(f).unwrap().len())
+            .sum()
+    };
+    let mut seq = 0;
+    loop {
+        match spool.append_batch(&[&rec(seq)]) {
+            Ok(_) => seq += 1,
+            Err(SpoolError::Full { .. }) => break,
+            Err(e) => panic!("record {seq}: {e}"),
+        }
+        assert!(
+            on_disk() <= opts.max_bytes,
+            "after record {seq}: {} bytes on disk",
+            on_disk()
+        );
+    }
+    // The cap limited the zeros, not the records: the spool is full only
+    // when one more record (and a segment header) would not fit.
+    let used = spool.stats().disk_bytes;
+    assert!(used + HEADER_LEN + REC_FRAME > opts.max_bytes, "{used}");
+    drop(spool);
+    let spool = Spool::open(dir.path(), opts).unwrap();
+    assert_eq!(read_all(&spool), expected(0..seq));
+}
+
+#[test]
 fn a_full_segment_is_cut_back_to_its_records_and_zero_tails_read_clean() {
     let (dir, files) = three_segments();
     for f in &files[..2] {
