@@ -29,6 +29,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod decision_id;
 mod edge;
 pub mod hash;
 pub mod index;

@@ -169,7 +169,7 @@ async fn authzen(shared: &Shared, req: Request<Incoming>, batch: bool) -> Respon
             decision
         };
         let decision_id = || {
-            let id = http::hex(&http::random::<16>());
+            let id = http::decision_id();
             if let Some((last, _)) = made.borrow_mut().last_mut() {
                 last.decision_id.clone_from(&id);
             }

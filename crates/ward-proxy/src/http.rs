@@ -125,6 +125,16 @@ fn parse_traceparent(v: &str) -> Option<([u8; 16], u8)> {
     Some((trace, flags[0]))
 }
 
+/// A new decision id: time-ordered, so the audit index can find its record
+/// (see [`ward_audit::decision_id`]).
+pub fn decision_id() -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default();
+    ward_audit::decision_id::new(now_ms, random::<10>())
+}
+
 /// Random bytes; a clock-derived fallback keeps ids unique enough for
 /// correlation if the system RNG ever failed (they are not secrets).
 pub fn random<const N: usize>() -> [u8; N] {

@@ -276,7 +276,7 @@ async fn refused_handshake(shared: &Shared, remote: std::net::SocketAddr, why: &
         ));
     }
     let facts = Facts {
-        decision_id: http::hex(&http::random::<16>()),
+        decision_id: http::decision_id(),
         action: "connect".to_owned(),
         resource: format!("Agent::\"{}\"", shared.identity.agent),
         reasons,
@@ -333,7 +333,7 @@ pub async fn handle(
     let method = req.method().as_str().to_owned();
     let compiled = shared.compiled();
     let mut facts = Facts {
-        decision_id: http::hex(&http::random::<16>()),
+        decision_id: http::decision_id(),
         principal: Some(peer.spiffe_id.clone()),
         action: format!("Action::\"{method}\""),
         resource: format!("Agent::\"{}\"", fronted.identity.agent),

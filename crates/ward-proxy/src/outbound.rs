@@ -292,7 +292,7 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let compiled = shared.compiled();
     let view = &compiled.view;
     let mut facts = Facts {
-        decision_id: http::hex(&http::random::<16>()),
+        decision_id: http::decision_id(),
         principal: Some(shared.identity.spiffe_id.clone()),
         action: format!("Action::\"{}\"", req.method()),
         resource: format!("Agent::\"{target}\""),

@@ -145,7 +145,7 @@ pub(crate) async fn decide(
     for (i, call) in calls.iter().enumerate() {
         let mut f = facts.clone();
         if i > 0 {
-            f.decision_id = http::hex(&http::random::<16>());
+            f.decision_id = http::decision_id();
         }
         f.action = format!("Action::{:?}", call.action);
         f.resource = call.resource_text();

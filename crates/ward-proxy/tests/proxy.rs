@@ -476,6 +476,15 @@ async fn two_agents_through_two_proxies() {
         .unwrap()
         .to_owned();
     assert_ne!(decision_id, "forged");
+    // Time-ordered (UUIDv7 layout), made moments ago: the audit index finds
+    // its record by that time.
+    let made = ward_audit::decision_id::time_ms(&decision_id)
+        .unwrap_or_else(|| panic!("{decision_id} is not a time-ordered id"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(made <= now && now - made < 600_000, "{made} vs {now}");
     assert!(
         body["headers"]["traceparent"]
             .as_str()
@@ -485,6 +494,7 @@ async fn two_agents_through_two_proxies() {
     assert!(headers.get("ward-peer-id").is_none());
     let record = audited(&pb, &decision_id);
     assert_eq!(record.decision, Decision::Allow);
+    assert!(record.time.get() >= made, "the record comes after its id");
     assert_eq!(record.policies, vec!["a-calls-b".to_owned()]);
     assert_eq!(
         record.request.path, "/hello",

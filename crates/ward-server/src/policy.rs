@@ -284,17 +284,20 @@ pub fn entity(type_name: &str, id: &str) -> Result<EntityUid, PdpError> {
     ward_policy::json::uid(type_name, id).map_err(|e| PdpError::Entities(e.to_string()))
 }
 
-/// A random decision id (128 bits, hex) for responses and audit records.
+/// A new decision id for responses and audit records: time-ordered, so the
+/// audit index can find its record (see [`ward_audit::decision_id`]).
 pub fn decision_id() -> String {
-    let mut raw = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut raw).is_err() {
-        // The id is a correlation handle, not a secret; a clock-derived one
-        // is better than failing the request.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        raw = nanos.to_be_bytes();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut random = [0u8; 10];
+    if aws_lc_rs::rand::fill(&mut random).is_err() {
+        // The id is a correlation handle, not a secret; clock-derived bits
+        // are better than failing the request.
+        for (r, n) in random.iter_mut().zip(now.as_nanos().to_le_bytes()) {
+            *r = n;
+        }
     }
-    raw.iter().map(|b| format!("{b:02x}")).collect()
+    let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+    ward_audit::decision_id::new(now_ms, random)
 }

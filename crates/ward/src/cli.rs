@@ -311,7 +311,8 @@ pub(crate) enum AuditCommand {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Search decisions by agent, time, decision and policy.
+    /// Search decisions by agent, time, decision and policy, or find one
+    /// by its decision id.
     Query {
         /// Agent name, as caller or as target.
         #[arg(long)]
@@ -328,6 +329,12 @@ pub(crate) enum AuditCommand {
         /// Only decisions this policy id determined.
         #[arg(long)]
         policy: Option<String>,
+        /// The one decision with this id — the `ward-decision-id` header, a
+        /// 403's `decision_id`, an AuthZEN answer's `context.id` — shown
+        /// whole, with the command that proves it is in the log. Exit 1 when
+        /// no such decision is logged (yet).
+        #[arg(long, value_name = "ID")]
+        decision_id: Option<String>,
         /// At most this many (max 1000).
         #[arg(long, default_value_t = 100)]
         limit: u64,

@@ -322,6 +322,34 @@ fn acknowledged_decisions_reach_the_log_across_kill_9_of_server_and_proxy() {
         "5",
     ]);
     assert!(denied.contains("ALLOW"), "{denied}");
+    // The id an app was given finds its decision, with the proof command.
+    let id = &acknowledged[acknowledged.len() / 2];
+    let shown = admin(&["audit", "query", "--decision-id", id]);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("decision id ") && l.ends_with(id.as_str())),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("ALLOW") && shown.contains("client-calls-api"),
+        "{shown}"
+    );
+    assert!(shown.contains("prove it: ward audit prove "), "{shown}");
+    let unknown = cmd(t)
+        .args([
+            "audit",
+            "query",
+            "--decision-id",
+            "0192e4c2b9f07000800000000000dead",
+        ])
+        .args(["--server", &addr, "--client-config"])
+        .arg(data.join("admin/client.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&unknown.stderr);
+    assert!(why.contains("no logged decision has id"), "{why}");
     // Containment with receipts: the restarted api proxy reports; revoking
     // the client waits until every connected proxy enforces it.
     let listed = admin(&["proxy", "list"]);

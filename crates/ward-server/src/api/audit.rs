@@ -11,8 +11,9 @@
 //! - `GET /v1/audit/log/<tlog-tiles path>`: the checkpoint, hash tiles and
 //!   entry bundles, read-only, at the C2SP tlog-tiles paths, so
 //!   `ward audit verify --server` (or any tlog client) can mirror them.
-//! - `GET /v1/audit/records?agent=&since=&until=&decision=&policy=&after=&last=&limit=`:
-//!   records from the query index, read back from the log.
+//! - `GET /v1/audit/records?agent=&since=&until=&decision=&policy=&decision_id=&after=&last=&limit=`:
+//!   records from the query index, read back from the log (`decision_id`
+//!   finds the record of the id a caller got with its answer).
 //! - `GET /v1/audit/proof/{index}?size=S`: an inclusion proof.
 //! - `GET /v1/audit/consistency?from=A&to=B`: a consistency proof.
 //!
@@ -293,6 +294,9 @@ pub(crate) async fn tile(
         .into_response())
 }
 
+/// Longest `decision_id` a records query takes.
+const MAX_DECISION_ID: usize = 128;
+
 /// Query of `GET /v1/audit/records`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RecordsQuery {
@@ -303,6 +307,7 @@ pub(crate) struct RecordsQuery {
     until: Option<i64>,
     decision: Option<String>,
     policy: Option<String>,
+    decision_id: Option<String>,
     after: Option<u64>,
     /// The newest N instead of the oldest.
     last: Option<u64>,
@@ -324,6 +329,18 @@ pub(crate) async fn records(
             "decision must be allow or deny, not {d:?}"
         )));
     }
+    let decision_id = match q.decision_id.as_deref().map(str::trim) {
+        None => None,
+        Some(id) if id.is_empty() || id.len() > MAX_DECISION_ID => {
+            return Err(ApiError::BadRequest(format!(
+                "decision_id must be 1 to {MAX_DECISION_ID} characters (Ward's are 32 hex digits), not {} characters",
+                id.len()
+            )));
+        }
+        // Ward writes ids in lower case; a pasted upper-case one is the same id.
+        Some(id) if id.bytes().all(|b| b.is_ascii_hexdigit()) => Some(id.to_ascii_lowercase()),
+        Some(id) => Some(id.to_owned()),
+    };
     let limit = q.last.or(q.limit).unwrap_or(100).clamp(1, MAX_QUERY);
     let filter = Filter {
         agent: q.agent,
@@ -331,6 +348,7 @@ pub(crate) async fn records(
         until_ms: q.until,
         decision: q.decision,
         policy: q.policy,
+        decision_id,
         after: q.after,
         newest: q.last.is_some(),
         limit,

@@ -52,6 +52,11 @@ pub struct Filter {
     pub decision: Option<String>,
     /// A determining policy id.
     pub policy: Option<String>,
+    /// One decision id. A time-ordered id (see [`ward_audit::decision_id`])
+    /// is looked for only among the records written from
+    /// [`ID_WINDOW_BEFORE_MS`] before its time to [`ID_WINDOW_AFTER_MS`]
+    /// after it, through the time index; any other id means a full scan.
+    pub decision_id: Option<String>,
     /// Only indexes above this one (paging forward).
     pub after: Option<u64>,
     /// The newest `limit` matches instead of the oldest.
@@ -59,6 +64,15 @@ pub struct Filter {
     /// At most this many.
     pub limit: u64,
 }
+
+/// How long before the time in a decision id its record may be written:
+/// the id and the record's time come from one clock, id first, so only a
+/// clock stepped back between the two puts the record before its id.
+pub const ID_WINDOW_BEFORE_MS: i64 = 60_000;
+/// How long after the time in a decision id its record may be written: a
+/// record is built right after its decision, but a decision that waited on
+/// a slow request body or a full spool comes later.
+pub const ID_WINDOW_AFTER_MS: i64 = 600_000;
 
 /// Index of the next entry to index (everything below it is indexed).
 pub async fn indexed_below(pool: &AnyPool) -> Result<u64, StoreError> {
@@ -184,6 +198,20 @@ pub async fn query(pool: &AnyPool, filter: &Filter) -> Result<Vec<u64>, StoreErr
             next()
         ));
     }
+    let id_window = filter.decision_id.as_deref().and_then(|id| {
+        let t = i64::try_from(ward_audit::decision_id::time_ms(id)?).ok()?;
+        Some((
+            t.saturating_sub(ID_WINDOW_BEFORE_MS),
+            t.saturating_add(ID_WINDOW_AFTER_MS),
+        ))
+    });
+    if filter.decision_id.is_some() {
+        sql.push_str(&format!(" AND decision_id = {}", next()));
+        if id_window.is_some() {
+            let (a, b) = (next(), next());
+            sql.push_str(&format!(" AND time_ms >= {a} AND time_ms < {b}"));
+        }
+    }
     if filter.after.is_some() {
         sql.push_str(&format!(" AND idx > {}", next()));
     }
@@ -208,6 +236,12 @@ pub async fn query(pool: &AnyPool, filter: &Filter) -> Result<Vec<u64>, StoreErr
     }
     if let Some(v) = &filter.policy {
         q = q.bind(v.clone());
+    }
+    if let Some(v) = &filter.decision_id {
+        q = q.bind(v.clone());
+        if let Some((from, to)) = id_window {
+            q = q.bind(from).bind(to);
+        }
     }
     if let Some(v) = filter.after {
         q = q.bind(to_i64(v));
@@ -463,6 +497,90 @@ mod tests {
         .unwrap();
         let allowed = expected(|i| i % 2 == 0);
         assert_eq!(newest, allowed[allowed.len() - 3..]);
+    }
+
+    /// A time-ordered decision id is looked up among the records written
+    /// around its time, an id of another kind by a scan.
+    async fn find_by_decision_id(store: Store) {
+        let pool = store.pool();
+        let at = 1_800_000_000_000u64;
+        let id = |ms: u64, r: u8| ward_audit::decision_id::new(ms, [r; 10]);
+        let with = |i: u64, decision_id: String, record_ms: u64| {
+            let mut r = record(i);
+            r.decision_id = decision_id;
+            r.time = UnixMillis::new(record_ms).unwrap();
+            (i, r.encode().unwrap())
+        };
+        let in_window = [
+            // Written 2 s after the id was made (the usual case).
+            with(0, id(at, 1), at + 2_000),
+            // A clock stepped back 30 s between the id and the record.
+            with(1, id(at, 2), at - 30_000),
+            // A decision that waited 9 minutes (a very slow body).
+            with(2, id(at, 3), at + 540_000),
+        ];
+        let outside = [
+            // Later than the window: not found (the window is the design).
+            with(3, id(at, 4), at + ID_WINDOW_AFTER_MS as u64 + 1),
+            with(4, id(at, 5), at - ID_WINDOW_BEFORE_MS as u64 - 1),
+        ];
+        let legacy = with(5, "3f2a9c1e5b7d4e0fa1b2c3d4e5f60718".to_owned(), at + 7);
+        let mut all = in_window.to_vec();
+        all.extend(outside.iter().cloned());
+        all.push(legacy.clone());
+        insert(pool, &all).await.unwrap();
+        let find = |decision_id: String| async move {
+            query(
+                pool,
+                &Filter {
+                    decision_id: Some(decision_id),
+                    limit: 10,
+                    ..Filter::default()
+                },
+            )
+            .await
+            .unwrap()
+        };
+        for (i, r) in [(0, 1), (1, 2), (2, 3)] {
+            assert_eq!(find(id(at, r)).await, [i], "record {i}");
+        }
+        assert_eq!(find(id(at, 4)).await, Vec::<u64>::new());
+        assert_eq!(find(id(at, 5)).await, Vec::<u64>::new());
+        assert_eq!(
+            find("3f2a9c1e5b7d4e0fa1b2c3d4e5f60718".to_owned()).await,
+            [5]
+        );
+        // Another id of the same millisecond, and a prefix: nothing.
+        assert_eq!(find(id(at, 6)).await, Vec::<u64>::new());
+        assert_eq!(find(id(at, 1)[..31].to_owned()).await, Vec::<u64>::new());
+        // Combined with other filters, as AND.
+        let denied = query(
+            pool,
+            &Filter {
+                decision_id: Some(id(at, 2)),
+                decision: Some("allow".to_owned()),
+                limit: 10,
+                ..Filter::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(denied, Vec::<u64>::new(), "record 1 is a deny");
+    }
+
+    #[tokio::test]
+    async fn decision_ids_are_found_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ward.db").display());
+        find_by_decision_id(Store::open(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn decision_ids_are_found_on_postgres() {
+        let Some(url) = ward_testkit::postgres_url().await else {
+            return;
+        };
+        find_by_decision_id(Store::open(&url).await.unwrap()).await;
     }
 
     #[tokio::test]

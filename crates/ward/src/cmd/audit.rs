@@ -58,6 +58,7 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 until,
                 decision,
                 policy,
+                decision_id,
                 limit,
             } => {
                 let mut params = vec![format!("limit={}", limit.clamp(1, 1000))];
@@ -76,9 +77,15 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 if let Some(p) = policy {
                     params.push(format!("policy={}", encode(&p)));
                 }
+                if let Some(id) = &decision_id {
+                    params.push(format!("decision_id={}", encode(id.trim())));
+                }
                 let page: Page = api
                     .get(&format!("/v1/audit/records?{}", params.join("&")))
                     .await?;
+                if let Some(id) = decision_id {
+                    return show_decision(&id, &page, output);
+                }
                 print_records(&page.records, output)?;
                 if output == Output::Text && page.indexed_below < page.tree_size {
                     eprintln!(
@@ -204,6 +211,98 @@ async fn tail(api: &Client, lines: u64, follow: bool, output: Output) -> anyhow:
             print_rows(&page.records, output, false)?;
             after = page.next_after.or(after);
         }
+    }
+}
+
+/// `audit query --decision-id`: the record whole, or why there is none.
+fn show_decision(id: &str, page: &Page, output: Output) -> anyhow::Result<ExitCode> {
+    let behind = page.tree_size.saturating_sub(page.indexed_below);
+    let Some(found) = page.records.first() else {
+        let mut why = format!("no logged decision has id {id:?}");
+        if behind > 0 {
+            why.push_str(&format!(
+                "; the index is {behind} entries behind the log, so re-run in a moment"
+            ));
+        }
+        why.push_str(
+            ". A proxy ships its records within seconds while the server is reachable; \
+             records still waiting show as ward_proxy_audit_backlog_records on its admin /metrics.",
+        );
+        if output == Output::Json {
+            println!(
+                "{}",
+                json!({ "decision_id": id, "found": false, "error": why })
+            );
+        } else {
+            eprintln!("error: {why}");
+        }
+        return Ok(ExitCode::FAILURE);
+    };
+    if output == Output::Json {
+        for r in &page.records {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &page.records {
+        print_detail(r);
+    }
+    if page.records.len() > 1 {
+        // At-least-once shipping can log one decision twice after a crash.
+        eprintln!(
+            "note: {} log entries carry this id (a batch re-sent after a lost acknowledgement)",
+            page.records.len()
+        );
+    }
+    println!("\nprove it: ward audit prove {}", found["index"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One record, field by field.
+fn print_detail(entry: &Value) {
+    let rec = &entry["record"];
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "-".to_owned(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
+    let ms = rec["time_ms"].as_i64().unwrap_or(0);
+    let request = &rec["request"];
+    let mut rows = vec![
+        ("index", entry["index"].to_string()),
+        ("decision id", text(&rec["decision_id"])),
+        (
+            "time",
+            format!("{} ({ms} ms)", crate::cmd::rfc3339(ms / 1000)),
+        ),
+        ("decision", text(&rec["decision"]).to_uppercase()),
+        ("principal", text(&rec["principal"])),
+        ("action", text(&rec["action"])),
+        ("resource", text(&rec["resource"])),
+        ("policies", text(&rec["policies"])),
+        ("reasons", text(&rec["reasons"])),
+        ("policy version", text(&rec["policy_version"])),
+        ("decided by", text(&rec["proxy_id"])),
+        (
+            "request",
+            format!("{} {}", text(&request["method"]), text(&request["path"])),
+        ),
+        ("body sha-256", text(&request["body_sha256"])),
+        ("trace id", text(&rec["trace_id"])),
+        ("peer cert serial", text(&rec["peer_cert_serial"])),
+    ];
+    if let Some(rpc) = rec.get("rpc") {
+        rows.push(("rpc", rpc.to_string()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<width$}  {v}");
     }
 }
 

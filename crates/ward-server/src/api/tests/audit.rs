@@ -192,6 +192,56 @@ async fn proxies_ship_their_records_once_and_admins_read_them_back() {
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{bad}");
     }
+
+    // One decision by its id: a time-ordered id (found through the time
+    // index), pasted in upper case, and an id of the older random kind
+    // (found by a scan); an unknown id finds nothing, a silly one is refused.
+    let v7 = ward_audit::decision_id::new(1_700_000_000_000 - 1_500, [9; 10]);
+    let (s, body) = ship(&h, &proxy, 4, &[record(&me, &v7, Decision::Deny, "p-deny")]).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    wait_indexed(&h).await;
+    let by_id = |id: String| {
+        let h = &h;
+        async move {
+            let (s, body, _) = h
+                .call(
+                    "GET",
+                    &format!("/v1/audit/records?decision_id={id}"),
+                    &h.admin,
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{id}: {body}");
+            body["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["index"].as_u64().unwrap(),
+                        r["record"]["decision_id"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(by_id(v7.to_uppercase()).await, [(4, v7.clone())]);
+    assert_eq!(by_id("d2".to_owned()).await, [(1, "d2".to_owned())]);
+    let other = ward_audit::decision_id::new(1_700_000_000_000, [8; 10]);
+    assert_eq!(by_id(other).await, []);
+    let (s, body, _) = h
+        .call(
+            "GET",
+            &format!("/v1/audit/records?decision_id={}", "a".repeat(129)),
+            &h.admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("decision_id"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
