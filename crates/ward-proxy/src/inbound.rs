@@ -29,6 +29,7 @@ use crate::config::AuditFull;
 use crate::http::{self, Body};
 use crate::identity::Identity;
 use crate::rpc::{Protocol, Visibility};
+use crate::watcher::Presented;
 use crate::{Shared, now_secs};
 
 /// Longest TLS handshake accepted.
@@ -133,6 +134,9 @@ async fn connection(
     shared: Arc<Shared>,
     watch: Watch,
 ) {
+    // Read before the handshake: a bundle change from here on is caught at
+    // registration or by the watcher's sweep (see `Conns::register`).
+    let generation = shared.conns.bundle_generation();
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return refused_handshake(&shared, remote, &e.to_string()).await,
@@ -154,12 +158,38 @@ async fn connection(
         .server_name()
         .and_then(|name| shared.routes.get(name))
         .cloned();
-    let (_guard, cut) = shared.conns.register(&agent, peer.serial.as_str());
+    let presented = Presented {
+        chain: stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect(),
+        generation,
+    };
+    let Some((_guard, cut)) = shared.conns.register(
+        &peer.spiffe_id,
+        &agent,
+        peer.serial.as_str(),
+        &presented,
+        &shared.trust,
+    ) else {
+        return refused_handshake(
+            &shared,
+            remote,
+            "the trust bundle changed during the handshake and no longer verifies the certificate",
+        )
+        .await;
+    };
     let peer = Arc::new(peer);
+    let presented = Arc::new(presented);
     let svc_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&svc_shared);
         let peer = Arc::clone(&peer);
+        let presented = Arc::clone(&presented);
         let route = route.clone();
         async move {
             let fronted = match &route {
@@ -172,7 +202,7 @@ async fn connection(
                     upstream: &shared.upstream,
                 },
             };
-            Ok::<_, Infallible>(handle(&shared, fronted, &peer, req).await)
+            Ok::<_, Infallible>(handle(&shared, fronted, &peer, &presented, req).await)
         }
     });
     let limits = shared.config.limits;
@@ -326,6 +356,7 @@ pub async fn handle(
     shared: &Shared,
     fronted: Fronted<'_>,
     peer: &PeerIdentity,
+    presented: &Presented,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -636,13 +667,27 @@ pub async fn handle(
                 (client_upgrade, upstream_upgrade, accepted)
             {
                 crate::upgrade::restore(&mut parts.headers, value);
-                let cut = shared.conns.register(agent.as_str(), peer.serial.as_str());
-                crate::upgrade::splice(
-                    client,
-                    upstream,
-                    Some(cut),
-                    format!("{} → {}", peer.spiffe_id, fronted.upstream.authority),
-                );
+                // A tunnel outlives its HTTP connection, so it is registered
+                // on its own; if the bundle changed meanwhile and no longer
+                // verifies the peer, the tunnel never opens.
+                match shared.conns.register(
+                    &peer.spiffe_id,
+                    agent.as_str(),
+                    peer.serial.as_str(),
+                    presented,
+                    &shared.trust,
+                ) {
+                    Some(cut) => crate::upgrade::splice(
+                        client,
+                        upstream,
+                        Some(cut),
+                        format!("{} → {}", peer.spiffe_id, fronted.upstream.authority),
+                    ),
+                    None => tracing::warn!(
+                        peer = %peer.spiffe_id,
+                        "upgrade not spliced: the trust bundle no longer verifies the peer"
+                    ),
+                }
             }
             Response::from_parts(parts, body.map_err(Into::into).boxed())
         }

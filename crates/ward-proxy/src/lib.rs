@@ -166,7 +166,10 @@ impl Shared {
     /// Adopts a new trust bundle for peer verification.
     pub fn set_bundle(&self, bundle: TrustBundle) {
         match self.trust.update(&bundle) {
-            Ok(()) => self.bundle.store(Arc::new(bundle)),
+            Ok(()) => {
+                self.bundle.store(Arc::new(bundle));
+                self.conns.bundle_changed();
+            }
             Err(e) => tracing::error!(error = %e, "trust bundle refused; keeping the previous one"),
         }
     }

@@ -99,6 +99,15 @@ impl Pool {
             .remove(target);
     }
 
+    /// Drops every pooled connection; returns how many. Streams already
+    /// running on them finish; the next call to each target dials anew.
+    pub fn evict_all(&self) -> usize {
+        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = conns.len();
+        conns.clear();
+        n
+    }
+
     /// Drops connections to targets `view` no longer admits (or that moved);
     /// returns how many. In-flight streams on them end.
     pub fn evict(&self, view: &View) -> usize {

@@ -12,9 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
 use tokio::sync::Notify;
+use ward_core::SpiffeId;
 use ward_core::drain::Watch;
 use ward_identity::TrustBundle;
+use ward_identity::verify::{AnyMember, TrustStore, Usage};
 
 use ward_client::WatchEvent;
 
@@ -37,18 +40,49 @@ pub enum CatchUp {
     Unreachable,
 }
 
-/// Live inbound connections by peer, so a revocation can cut them.
+/// Live inbound connections by peer, so a revocation — of the peer, of its
+/// agent, or of the authority that issued its certificate — can cut them.
 #[derive(Debug, Default)]
 pub struct Conns {
     next: AtomicU64,
     map: Arc<Mutex<HashMap<u64, Conn>>>,
+    /// Bumped after each trust-bundle change; see [`Conns::register`].
+    bundle_generation: AtomicU64,
+}
+
+/// The chain a peer presented in its handshake, leaf first.
+pub type PeerChain = Arc<[CertificateDer<'static>]>;
+
+/// What an inbound connection's handshake established beyond the peer's
+/// identity: the chain it presented and the bundle generation it was
+/// verified under, for registering the connection (and its upgrades).
+#[derive(Debug, Clone)]
+pub struct Presented {
+    /// The chain, leaf first.
+    pub chain: PeerChain,
+    /// [`Conns::bundle_generation`] before the handshake.
+    pub generation: u64,
 }
 
 #[derive(Debug)]
 struct Conn {
+    peer: SpiffeId,
     agent: String,
     serial: String,
+    chain: PeerChain,
     cut: Arc<Notify>,
+}
+
+/// A connection [`Conns::cut`] closed, and why: each becomes an audit
+/// record.
+#[derive(Debug)]
+pub struct Cut {
+    /// The peer.
+    pub peer: SpiffeId,
+    /// Its certificate serial.
+    pub serial: String,
+    /// Why it is no longer admitted.
+    pub why: String,
 }
 
 /// Deregisters a connection when it ends.
@@ -68,9 +102,31 @@ impl Drop for ConnGuard {
 }
 
 impl Conns {
-    /// Registers a connection from `agent` with certificate `serial`; the
-    /// returned notify fires when it must be cut.
-    pub fn register(&self, agent: &str, serial: &str) -> (ConnGuard, Arc<Notify>) {
+    /// The trust-bundle generation; read it before a handshake and pass it
+    /// to [`Conns::register`].
+    pub fn bundle_generation(&self) -> u64 {
+        self.bundle_generation.load(Ordering::SeqCst)
+    }
+
+    /// Records that the trust bundle changed (after the verifier has it).
+    pub fn bundle_changed(&self) {
+        self.bundle_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Registers a connection from `peer` (agent `agent`, certificate
+    /// `serial`) with what its handshake `presented`; the returned notify
+    /// fires when it must be cut. `None`: the bundle changed during the handshake and no longer
+    /// anchors the chain — refuse the connection. (A change that lands
+    /// after this check finds the connection registered, and cuts it.)
+    pub fn register(
+        &self,
+        peer: &SpiffeId,
+        agent: &str,
+        serial: &str,
+        presented: &Presented,
+        trust: &TrustStore,
+    ) -> Option<(ConnGuard, Arc<Notify>)> {
+        let Presented { chain, generation } = presented;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let cut = Arc::new(Notify::new());
         self.map
@@ -79,37 +135,67 @@ impl Conns {
             .insert(
                 id,
                 Conn {
+                    peer: peer.clone(),
                     agent: agent.to_owned(),
                     serial: serial.to_owned(),
+                    chain: Arc::clone(chain),
                     cut: Arc::clone(&cut),
                 },
             );
-        (
-            ConnGuard {
-                id,
-                map: Arc::clone(&self.map),
-            },
-            cut,
-        )
+        let guard = ConnGuard {
+            id,
+            map: Arc::clone(&self.map),
+        };
+        if self.bundle_generation() != *generation && unanchored(chain, trust).is_some() {
+            return None;
+        }
+        Some((guard, cut))
     }
 
-    /// Cuts every connection whose peer `view` no longer admits; returns
-    /// how many.
-    pub fn cut(&self, view: &View) -> usize {
+    /// Cuts every connection whose peer `view` no longer admits — and, when
+    /// the trust bundle changed, every one whose chain `trust` no longer
+    /// verifies; returns them.
+    pub fn cut(&self, view: &View, trust: Option<&TrustStore>) -> Vec<Cut> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut n = 0;
+        let mut out = Vec::new();
         for conn in map.values() {
-            let admitted = !view.is_revoked(&conn.agent, &conn.serial)
-                && view.agents.get(&conn.agent).is_some_and(|a| a.is_active());
-            if !admitted {
+            let why = if view.is_revoked(&conn.agent, &conn.serial) {
+                Some("its credentials are revoked".to_owned())
+            } else if !view.agents.get(&conn.agent).is_some_and(|a| a.is_active()) {
+                Some(match view.agents.get(&conn.agent) {
+                    Some(a) => format!("agent {} is {}", conn.agent, a.status),
+                    None => format!("agent {} is no longer registered", conn.agent),
+                })
+            } else {
+                trust.and_then(|t| unanchored(&conn.chain, t))
+            };
+            if let Some(why) = why {
                 // `notify_one` keeps a permit, so a connection that is not
                 // waiting right now still sees it.
                 conn.cut.notify_one();
-                n += 1;
+                out.push(Cut {
+                    peer: conn.peer.clone(),
+                    serial: conn.serial.clone(),
+                    why,
+                });
             }
         }
-        n
+        out
     }
+}
+
+/// Why the current trust bundle does not verify `chain` as a client, or
+/// `None` when it does.
+fn unanchored(chain: &PeerChain, trust: &TrustStore) -> Option<String> {
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Some("it presented no certificate".to_owned());
+    };
+    let now = rustls_pki_types::UnixTime::now();
+    trust
+        .current()
+        .verify(leaf, intermediates, Usage::Client, now, &AnyMember)
+        .err()
+        .map(|e| format!("the trust bundle no longer verifies its certificate: {e}"))
 }
 
 /// Follows the watch stream until shutdown.
@@ -170,6 +256,42 @@ async fn session(shared: &Arc<Shared>) -> Result<u64, String> {
     Ok(applied)
 }
 
+/// Records each cut connection as a denied `connect` (in the background:
+/// the connections are already closed, and enforcement must not wait for
+/// the spool).
+fn audit_cuts(shared: &Shared, cuts: Vec<Cut>) {
+    if cuts.is_empty() {
+        return;
+    }
+    let audit = shared.audit.clone();
+    let failures = shared.metrics.audit_failures.clone();
+    let resource = format!("Agent::\"{}\"", shared.identity.agent);
+    let policy_version = shared
+        .compiled()
+        .policy_version()
+        .unwrap_or("none")
+        .to_owned();
+    tokio::spawn(async move {
+        for cut in cuts {
+            let facts = crate::audit::Facts {
+                decision_id: crate::http::decision_id(),
+                principal: Some(cut.peer),
+                action: "connect".to_owned(),
+                resource: resource.clone(),
+                reasons: vec![format!("open connection cut: {}", cut.why)],
+                policy_version: policy_version.clone(),
+                serial: Some(cut.serial),
+                method: "CONNECT".to_owned(),
+                ..crate::audit::Facts::default()
+            };
+            if let Err(e) = audit.write(&facts, false).await {
+                failures.inc();
+                tracing::error!(error = %e, "audit record for a cut connection not written");
+            }
+        }
+    });
+}
+
 /// Enforces and persists `view`, then reports the revision to the server.
 ///
 /// Enforcement comes first: a revocation must bite before anything else
@@ -177,14 +299,25 @@ async fn session(shared: &Arc<Shared>) -> Result<u64, String> {
 /// the older view and the stream re-delivers the change.
 pub fn apply(shared: &Shared, view: View) {
     let old = shared.compiled();
-    if old.view.bundle != view.bundle {
+    let bundle_changed = old.view.bundle != view.bundle;
+    // An authority left the bundle (`ward ca retire`): what it issued must
+    // stop working now, not when pooled connections happen to close.
+    let mut authority_removed = false;
+    if bundle_changed {
         match ward_core::TrustDomain::new(&view.trust_domain)
             .map_err(|e| e.to_string())
             .and_then(|td| {
                 TrustBundle::from_json(td, view.bundle.to_string().as_bytes())
                     .map_err(|e| e.to_string())
             }) {
-            Ok(bundle) => shared.set_bundle(bundle),
+            Ok(bundle) => {
+                authority_removed = shared
+                    .trust_bundle()
+                    .x509_authorities
+                    .iter()
+                    .any(|a| !bundle.x509_authorities.contains(a));
+                shared.set_bundle(bundle);
+            }
             Err(e) => tracing::error!(error = %e, "trust bundle from the server refused"),
         }
     }
@@ -200,15 +333,25 @@ pub fn apply(shared: &Shared, view: View) {
     // refused peers are cut.
     shared.install(compiled);
     let now = shared.compiled();
-    let cut = shared.conns.cut(&now.view);
-    let evicted = shared.peers.evict(&now.view);
-    if cut > 0 || evicted > 0 {
+    let cut = shared
+        .conns
+        .cut(&now.view, bundle_changed.then_some(&*shared.trust));
+    // Pooled connections to other proxies were verified against the old
+    // bundle too: when it lost an authority they are all dropped, and the
+    // next call verifies a fresh handshake against the new one.
+    let evicted = if authority_removed {
+        shared.peers.evict_all()
+    } else {
+        shared.peers.evict(&now.view)
+    };
+    if !cut.is_empty() || evicted > 0 {
         tracing::warn!(
             revision,
-            cut,
+            cut = cut.len(),
             evicted,
             "connections of refused peers closed"
         );
+        audit_cuts(shared, cut);
     }
     match serde_json::to_vec(&now.view) {
         Ok(bytes) => {

@@ -681,6 +681,18 @@ async fn tls_probe(
     chain: Vec<rustls_pki_types::CertificateDer<'static>>,
     key: rustls_pki_types::PrivateKeyDer<'static>,
 ) -> Result<String, String> {
+    let mut tls = tls_connect(addr, chain, key).await?;
+    tls_request(&mut tls).await
+}
+
+type HeldTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A TLS 1.3 connection to `addr` presenting `chain`/`key`.
+async fn tls_connect(
+    addr: SocketAddr,
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Result<HeldTls, String> {
     let config =
         rustls::ClientConfig::builder_with_provider(ward_identity::provider::crypto_provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -691,10 +703,15 @@ async fn tls_probe(
             .unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = connector
+    connector
         .connect(rustls_pki_types::ServerName::try_from("b").unwrap(), tcp)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// One keep-alive HTTP/1.1 request on `tls`: the first bytes of the
+/// answer, or why there was none (`closed` when the peer closed).
+async fn tls_request(tls: &mut HeldTls) -> Result<String, String> {
     tls.write_all(b"GET / HTTP/1.1\r\nhost: b\r\n\r\n")
         .await
         .map_err(|e| e.to_string())?;
@@ -703,6 +720,9 @@ async fn tls_probe(
         .await
         .map_err(|_| "no answer".to_owned())?
         .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("closed".to_owned());
+    }
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
@@ -947,6 +967,23 @@ async fn revocation_cuts_a_live_stream_and_restart_without_server_keeps_enforcin
         audited(&pb, body["decision_id"].as_str().unwrap()).decision,
         Decision::Deny
     );
+    // Each cut connection (the HTTP/2 connection and the tunnel) is
+    // audited as a denied `connect` of a, with why.
+    wait_until("the cuts audited", || cut_records(&pb).len() >= 2).await;
+    for record in cut_records(&pb) {
+        assert_eq!(
+            record
+                .principal
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("spiffe://example.org/agent/a")
+        );
+        assert_eq!(
+            record.reasons,
+            ["open connection cut: its credentials are revoked"]
+        );
+    }
 
     // Server down; b restarts from its state directory (no token) and
     // still enforces the revocation and the policy.
@@ -1256,6 +1293,99 @@ async fn ca_rotation_to_a_new_root_under_load_fails_no_request() {
     .await;
     pa.shutdown(Duration::from_secs(5)).await;
     pb.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Retiring a CA authority closes the connections its certificates opened,
+/// at once, and audits each: a live connection is not grandfathered past
+/// the trust it was admitted under. Adding an authority (staging a
+/// rotation) cuts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retiring_a_ca_cuts_the_connections_it_authenticated() {
+    let world = World::new(Duration::from_secs(3600)).await;
+    let pb = world.proxy("b", None).await;
+    let issuer =
+        |p: &Proxy| ward_identity::ca::authority_id(&p.shared.identity.current().0.chain()[1]);
+    let old = issuer(&pb);
+    // A keep-alive connection from `a` with a certificate of the old root.
+    let (chain, key) = mint(&world, "a", Duration::from_secs(600));
+    let mut held = tls_connect(pb.inbound, chain, key).await.unwrap();
+    let first = tls_request(&mut held).await.unwrap();
+    assert!(first.starts_with("HTTP/1.1 "), "{first}");
+
+    // Stage and activate a new root: the bundle grows, nothing is cut.
+    let admin = world.admin();
+    let staged: Value = admin
+        .call(Method::POST, "/v1/ca/rotate", Some(&json!({"root": true})))
+        .await
+        .unwrap();
+    let id = staged["id"].as_str().unwrap().to_owned();
+    let _: Value = admin
+        .call(
+            Method::POST,
+            &format!("/v1/ca/authorities/{id}/activate"),
+            None::<&()>,
+        )
+        .await
+        .unwrap();
+    wait_until("b re-enrolled from the new root", || issuer(&pb) == id).await;
+    wait_until("b trusts both roots", || {
+        pb.shared.trust_bundle().x509_authorities.len() == 2
+    })
+    .await;
+    let again = tls_request(&mut held).await.unwrap();
+    assert!(again.starts_with("HTTP/1.1 "), "still open: {again}");
+    let cut_before = cut_records(&pb).len();
+    assert_eq!(cut_before, 0);
+
+    // Retire the old root: the held connection is closed and audited.
+    let _: Value = admin
+        .call(
+            Method::POST,
+            &format!("/v1/ca/authorities/{old}/retire"),
+            Some(&json!({"force": true})),
+        )
+        .await
+        .unwrap();
+    wait_until("b dropped the old root", || {
+        pb.shared.trust_bundle().x509_authorities.len() == 1
+    })
+    .await;
+    let after = tls_request(&mut held).await;
+    assert!(
+        !after.as_ref().is_ok_and(|a| a.starts_with("HTTP/")),
+        "the connection authenticated by the retired root still answers: {after:?}"
+    );
+    wait_until("the cut audited", || !cut_records(&pb).is_empty()).await;
+    let cut = cut_records(&pb);
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert_eq!(
+        cut[0]
+            .principal
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("spiffe://example.org/agent/a")
+    );
+    assert!(
+        cut[0].reasons[0].contains("trust bundle no longer verifies"),
+        "{:?}",
+        cut[0].reasons
+    );
+    pb.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Audit records of open connections a proxy cut.
+fn cut_records(proxy: &Proxy) -> Vec<AuditRecord> {
+    records(proxy)
+        .into_iter()
+        .filter(|r| {
+            r.action == "connect"
+                && r.decision == Decision::Deny
+                && r.reasons
+                    .iter()
+                    .any(|why| why.starts_with("open connection cut"))
+        })
+        .collect()
 }
 
 /// A proxy that was down while an agent was revoked applies the revocation
