@@ -131,9 +131,11 @@ impl AuditLog {
             dir: dir.display().to_string(),
             reason,
         };
-        let signer =
-            load_or_create_signer(&data_dir.join("audit-signing.key"), td).map_err(open_err)?;
         let store = FsStore::open(&dir).map_err(|e| open_err(chain(&e)))?;
+        let checkpoint = store
+            .read(&LogPath::Checkpoint)
+            .map_err(|e| open_err(chain(&e)))?;
+        let signer = signing_key_for_log(data_dir, td, checkpoint.as_deref()).map_err(open_err)?;
         let origin = Origin::new(signer.verifier().name().as_str())
             .map_err(|e| open_err(format!("origin: {e}")))?;
         Self::start(Arc::new(store), origin, signer)
@@ -456,6 +458,56 @@ impl Sequencer {
 /// directory share the key.
 pub fn signing_key(data_dir: &Path, td: &TrustDomain) -> Result<NoteSigner, String> {
     load_or_create_signer(&data_dir.join("audit-signing.key"), td)
+}
+
+/// The signing key for a log whose latest signed checkpoint is
+/// `checkpoint` (`None`: the log has none yet): the data directory's key,
+/// which must be the one that signed the log. Auditors pin that key's
+/// verifier, so a log never silently changes keys: a missing key is
+/// created only for a log without checkpoints, and a key that did not sign
+/// the existing checkpoint is refused, naming both.
+pub fn signing_key_for_log(
+    data_dir: &Path,
+    td: &TrustDomain,
+    checkpoint: Option<&[u8]>,
+) -> Result<NoteSigner, String> {
+    let path = data_dir.join("audit-signing.key");
+    let Some(note) = checkpoint else {
+        return load_or_create_signer(&path, td);
+    };
+    let signed_by = ward_audit::SignedNote::parse(note)
+        .ok()
+        .and_then(|n| {
+            n.signatures()
+                .first()
+                .map(|s| format!("key {} (id {})", s.name().as_str(), s.key_id()))
+        })
+        .unwrap_or_else(|| "an unreadable signature".to_owned());
+    if !path.exists() {
+        return Err(format!(
+            "{} is missing, but the audit log already has a checkpoint signed by {signed_by}; \
+             restore that key file (0600) from a backup or from the data directory that \
+             initialised this log. A new key would make every auditor who pinned the old \
+             one reject the log, so none is made",
+            path.display()
+        ));
+    }
+    let signer = load_or_create_signer(&path, td)?;
+    let origin = Origin::new(signer.verifier().name().as_str())
+        .map_err(|e| format!("{}: origin: {e}", path.display()))?;
+    ward_audit::SignedCheckpoint::open(note, std::slice::from_ref(signer.verifier()), &origin)
+        .map_err(|e| {
+            format!(
+                "the audit log's latest checkpoint does not verify with {} (key id {}, verifier \
+                 key {}): {e}; it was signed by {signed_by}. Every checkpoint of a log comes from one key: \
+                 restore the key that signed it (replicas: copy audit-signing.key from the \
+                 data directory `ward server init` made)",
+                path.display(),
+                signer.verifier().key_id(),
+                signer.verifier()
+            )
+        })?;
+    Ok(signer)
 }
 
 fn load_or_create_signer(path: &Path, td: &TrustDomain) -> Result<NoteSigner, String> {

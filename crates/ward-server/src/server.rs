@@ -116,12 +116,19 @@ pub async fn start(options: RunOptions, watch: Watch) -> Result<SocketAddr, Serv
     let audit = match store.backend() {
         crate::store::Backend::Sqlite => crate::audit::AuditLog::open_in(dir.root(), &td)?,
         crate::store::Backend::Postgres => {
-            let signer = crate::audit::signing_key(dir.root(), &td).map_err(|reason| {
-                crate::audit::AuditError::Open {
-                    dir: dir.root().display().to_string(),
-                    reason,
-                }
-            })?;
+            let open_err = |reason: String| crate::audit::AuditError::Open {
+                dir: dir.root().display().to_string(),
+                reason,
+            };
+            // Every replica must sign with the key that signed the shared
+            // log so far (see `signing_key_for_log`).
+            let checkpoint =
+                crate::audit_db::DbTileStore::new(&store, tokio::runtime::Handle::current())
+                    .read_async(&ward_audit::LogPath::Checkpoint)
+                    .await
+                    .map_err(|e| open_err(format!("reading the shared log's checkpoint: {e}")))?;
+            let signer = crate::audit::signing_key_for_log(dir.root(), &td, checkpoint.as_deref())
+                .map_err(open_err)?;
             let origin = ward_audit::checkpoint::Origin::new(signer.verifier().name().as_str())
                 .map_err(|e| crate::audit::AuditError::Open {
                     dir: dir.root().display().to_string(),

@@ -58,6 +58,10 @@ impl Cluster {
     }
 
     async fn start(&self) -> Node {
+        self.try_start().await.unwrap()
+    }
+
+    async fn try_start(&self) -> Result<Node, String> {
         let (trigger, watch) = drain::channel();
         let addr = server::start(
             RunOptions {
@@ -70,8 +74,8 @@ impl Cluster {
             watch,
         )
         .await
-        .unwrap();
-        Node { addr, trigger }
+        .map_err(|e| e.to_string())?;
+        Ok(Node { addr, trigger })
     }
 
     fn admin(&self, node: &Node) -> Client {
@@ -318,4 +322,84 @@ async fn two_replicas_stream_each_others_changes() {
         other => panic!("expected the missed change, got {other:?}"),
     }
     a.trigger.drain(Duration::from_secs(5)).await;
+}
+
+/// The audit log never changes signing keys behind its auditors' backs: a
+/// server whose data directory lost the key, or holds another one (a
+/// replica initialised on its own), refuses to start, names the key that
+/// signed the log, and makes no key; with the right key it starts.
+async fn audit_key_is_the_logs_own(cluster: Cluster) {
+    // One entry (an admin shipping records is refused, and the refusal is
+    // logged), then wait for a checkpoint that covers it.
+    let node = cluster.start().await;
+    let admin = cluster.admin(&node);
+    let refused: Result<Value, _> = admin
+        .call(Method::POST, "/v1/audit/records?first_seq=0", None::<&()>)
+        .await;
+    assert!(refused.is_err());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let info: Value = admin.get("/v1/audit").await.unwrap();
+        let signed = info["checkpoint"]
+            .as_str()
+            .and_then(|c| c.lines().nth(1))
+            .is_some_and(|size| size != "0");
+        if signed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.trigger.drain(Duration::from_secs(5)).await;
+    let key = cluster.dir.root().join("audit-signing.key");
+    let kept = cluster.dir.root().join("audit-signing.key.kept");
+    std::fs::rename(&key, &kept).unwrap();
+
+    let missing = cluster
+        .try_start()
+        .await
+        .err()
+        .expect("started without the key");
+    assert!(
+        missing.contains("audit-signing.key is missing"),
+        "{missing}"
+    );
+    assert!(missing.contains("ward.test/ward-audit"), "{missing}");
+    assert!(!key.exists(), "a new key was made for a signed log");
+
+    // Another directory's key (same trust domain, so the same key name).
+    let other = tempfile::tempdir().unwrap();
+    let td = TrustDomain::new("ward.test").unwrap();
+    ward_server::audit::signing_key(other.path(), &td).unwrap();
+    std::fs::copy(other.path().join("audit-signing.key"), &key).unwrap();
+    let wrong = cluster
+        .try_start()
+        .await
+        .err()
+        .expect("started with another key");
+    assert!(wrong.contains("does not verify with"), "{wrong}");
+    assert!(
+        wrong.contains("it was signed by key ward.test/ward-audit"),
+        "{wrong}"
+    );
+
+    std::fs::rename(&kept, &key).unwrap();
+    let node = cluster.start().await;
+    node.trigger.drain(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_key_is_the_logs_own_sqlite() {
+    audit_key_is_the_logs_own(Cluster::new(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_key_is_the_logs_own_postgres() {
+    let Some(url) = common::postgres_url().await else {
+        return;
+    };
+    audit_key_is_the_logs_own(Cluster::new(Some(url)).await).await;
 }
