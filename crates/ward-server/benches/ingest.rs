@@ -36,12 +36,13 @@ const BATCH: usize = 2000;
 fn record(proxy: &str, n: u64) -> Vec<u8> {
     AuditRecord {
         time: UnixMillis::new(1_700_000_000_000 + n).unwrap(),
-        // Random-looking, as proxies' ids are (16 random bytes): sequential
-        // ids would hide what random ones cost the query index.
-        decision_id: format!(
-            "{:032x}",
-            u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
-        ),
+        // Time-ordered with random tails, as proxies' ids are.
+        decision_id: ward_audit::decision_id::new(1_700_000_000_000 + n, {
+            let mixed = u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+            let mut tail = [0u8; 10];
+            tail.copy_from_slice(&mixed.to_be_bytes()[6..]);
+            tail
+        }),
         proxy_id: proxy.to_owned(),
         principal: Some(SpiffeId::new("spiffe://bench.test/agent/caller").unwrap()),
         action: "POST".to_owned(),

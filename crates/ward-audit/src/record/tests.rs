@@ -154,6 +154,42 @@ fn decode_refuses_versions_junk_and_non_canonical_spellings() {
     ));
 }
 
+/// Reading back from the log skips only the canonical check: the same
+/// record from a non-canonical spelling, and every other refusal intact.
+#[test]
+fn logged_entries_decode_without_the_canonical_check_only() {
+    let golden = AuditRecord::decode(GOLDEN.as_bytes()).unwrap();
+    let spaced = GOLDEN.replace(r#""action":"#, r#" "action":"#);
+    let reordered = GOLDEN.replace(
+        r#"{"action":"tools/call","decision":"deny","#,
+        r#"{"decision":"deny","action":"tools/call","#,
+    );
+    for spelling in [spaced, reordered] {
+        assert!(AuditRecord::decode(spelling.as_bytes()).is_err());
+        assert_eq!(
+            AuditRecord::decode_logged(spelling.as_bytes()).unwrap(),
+            golden
+        );
+    }
+    let logged_err = |text: String| AuditRecord::decode_logged(text.as_bytes()).unwrap_err();
+    assert!(matches!(
+        logged_err(GOLDEN.replace(r#""v":1"#, r#""v":3"#)),
+        RecordError::UnknownVersion(3)
+    ));
+    assert!(matches!(
+        logged_err(GOLDEN.replace(r#""v":1"#, r#""v":1,"zzz":0"#)),
+        RecordError::Malformed(_)
+    ));
+    assert!(matches!(
+        logged_err(GOLDEN.replace(r#""v":1"#, r#""v":2"#)),
+        RecordError::Malformed(_)
+    ));
+    assert!(matches!(
+        logged_err(GOLDEN.replace(r#""v":1"#, r#""v":1,"v":1"#)),
+        RecordError::Malformed(_)
+    ));
+}
+
 #[test]
 fn json_rpc_calls_are_schema_v2_with_rpc_in_key_order() {
     let mut r = sample();
@@ -273,11 +309,17 @@ proptest! {
         let bytes = r.encode().unwrap();
         let back = AuditRecord::decode(&bytes).unwrap();
         prop_assert_eq!(&back, &r);
-        prop_assert_eq!(back.encode().unwrap(), bytes);
+        prop_assert_eq!(back.encode().unwrap(), bytes.clone());
+        prop_assert_eq!(AuditRecord::decode_logged(&bytes).unwrap(), r);
     }
 
     #[test]
     fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let _ = AuditRecord::decode(&bytes);
+        let strict = AuditRecord::decode(&bytes);
+        let logged = AuditRecord::decode_logged(&bytes);
+        // Whatever the strict decoder accepts, the log reader reads the same.
+        if let Ok(r) = strict {
+            prop_assert_eq!(logged.unwrap(), r);
+        }
     }
 }

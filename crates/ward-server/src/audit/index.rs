@@ -89,7 +89,8 @@ pub async fn indexed_below(pool: &AnyPool) -> Result<u64, StoreError> {
 pub async fn insert(pool: &AnyPool, entries: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
     let mut rows = Vec::with_capacity(entries.len());
     for (idx, bytes) in entries {
-        match AuditRecord::decode(bytes) {
+        // Entries come from the log, which took them only strictly decoded.
+        match AuditRecord::decode_logged(bytes) {
             Ok(record) => rows.push((*idx, record)),
             Err(e) => tracing::warn!(index = idx, error = %e, "audit entry not indexed"),
         }
