@@ -186,6 +186,19 @@ fn scan(path: PathBuf, first_seq: u64, is_last: bool) -> Result<(Segment, u64), 
         }
         truncate(&path, offset as u64, bytes.len(), e)?;
         file_len = offset as u64;
+    } else if !is_last && file_len > offset as u64 {
+        // A sealed segment whose cut back to its records (`Active::seal`,
+        // not synced) was lost in a crash: its zeros would sit outside the
+        // cap's accounting until the segment is deleted.
+        if let Err(e) = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(offset as u64))
+        {
+            tracing::warn!(file = %path.display(), error = %e, "could not cut a sealed audit spool segment back to its records");
+        } else {
+            file_len = offset as u64;
+        }
     }
     Ok((
         Segment {

@@ -530,12 +530,19 @@ fn a_full_segment_is_cut_back_to_its_records_and_zero_tails_read_clean() {
     for f in &files[..2] {
         assert_eq!(fs::metadata(f).unwrap().len(), frame_offset(PER_SEGMENT));
     }
-    // Had the cut been lost in a crash, the zeros would read as space.
+    // Had the cut been lost in a crash, the zeros would read as space, and
+    // opening cuts them off (they would count against the cap unseen).
     let f = fs::OpenOptions::new().write(true).open(&files[0]).unwrap();
     f.set_len(OPTS.segment_bytes).unwrap();
     drop(f);
     let spool = Spool::open(dir.path(), OPTS).unwrap();
     assert_eq!(read_all(&spool), expected(0..30));
+    assert_eq!(
+        fs::metadata(&files[0]).unwrap().len(),
+        frame_offset(PER_SEGMENT)
+    );
+    let on_disk: u64 = files.iter().map(|f| fs::metadata(f).unwrap().len()).sum();
+    assert!(on_disk <= OPTS.max_bytes, "{on_disk} bytes on disk");
 }
 
 #[test]
