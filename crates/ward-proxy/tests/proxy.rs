@@ -1194,14 +1194,7 @@ async fn ca_rotation_to_a_new_root_under_load_fails_no_request() {
             .unwrap();
         assert_eq!(receipts["pending"], json!([]), "{receipts}");
         let id = staged["id"].as_str().unwrap().to_owned();
-        let _: Value = admin
-            .call(
-                Method::POST,
-                &format!("/v1/ca/authorities/{id}/activate"),
-                None::<&()>,
-            )
-            .await
-            .unwrap();
+        activate(&admin, &id).await;
         id
     });
     let mut ok = 0u32;
@@ -1319,14 +1312,7 @@ async fn retiring_a_ca_cuts_the_connections_it_authenticated() {
         .await
         .unwrap();
     let id = staged["id"].as_str().unwrap().to_owned();
-    let _: Value = admin
-        .call(
-            Method::POST,
-            &format!("/v1/ca/authorities/{id}/activate"),
-            None::<&()>,
-        )
-        .await
-        .unwrap();
+    activate(&admin, &id).await;
     wait_until("b re-enrolled from the new root", || issuer(&pb) == id).await;
     wait_until("b trusts both roots", || {
         pb.shared.trust_bundle().x509_authorities.len() == 2
@@ -1372,6 +1358,18 @@ async fn retiring_a_ca_cuts_the_connections_it_authenticated() {
         cut[0].reasons
     );
     pb.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Activates the staged CA authority `id`.
+async fn activate(admin: &Client, id: &str) {
+    let _: Value = admin
+        .call(
+            Method::POST,
+            &format!("/v1/ca/authorities/{id}/activate"),
+            None::<&()>,
+        )
+        .await
+        .unwrap();
 }
 
 /// Audit records of open connections a proxy cut.
