@@ -32,6 +32,7 @@ pub struct Metrics {
     /// Shipping attempts that failed (the records stay spooled).
     pub audit_ship_failures: Counter,
     policy: Family<Vec<(&'static str, String)>, Gauge>,
+    connections_cut: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,8 +106,15 @@ impl Metrics {
             "The active policy bundle version (value 1)",
             policy.clone(),
         );
+        let connections_cut = Family::<Labels, Counter>::default();
+        registry.register(
+            "connections_cut",
+            "Open inbound connections closed because their peer is no longer admitted, by reason",
+            connections_cut.clone(),
+        );
         Self {
             registry,
+            connections_cut,
             requests,
             decision_seconds,
             upstream_seconds,
@@ -118,6 +126,13 @@ impl Metrics {
             audit_ship_failures,
             policy,
         }
+    }
+
+    /// Counts one cut connection (`revoked`, `agent-inactive`, `untrusted`).
+    pub fn connection_cut(&self, reason: &'static str) {
+        self.connections_cut
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
     }
 
     /// Counts one request.

@@ -83,6 +83,9 @@ pub struct Cut {
     pub serial: String,
     /// Why it is no longer admitted.
     pub why: String,
+    /// The kind of reason, for metrics: `revoked`, `agent-inactive` or
+    /// `untrusted`.
+    pub kind: &'static str,
 }
 
 /// Deregisters a connection when it ends.
@@ -160,16 +163,21 @@ impl Conns {
         let mut out = Vec::new();
         for conn in map.values() {
             let why = if view.is_revoked(&conn.agent, &conn.serial) {
-                Some("its credentials are revoked".to_owned())
+                Some(("its credentials are revoked".to_owned(), "revoked"))
             } else if !view.agents.get(&conn.agent).is_some_and(|a| a.is_active()) {
-                Some(match view.agents.get(&conn.agent) {
-                    Some(a) => format!("agent {} is {}", conn.agent, a.status),
-                    None => format!("agent {} is no longer registered", conn.agent),
-                })
+                Some((
+                    match view.agents.get(&conn.agent) {
+                        Some(a) => format!("agent {} is {}", conn.agent, a.status),
+                        None => format!("agent {} is no longer registered", conn.agent),
+                    },
+                    "agent-inactive",
+                ))
             } else {
-                trust.and_then(|t| unanchored(&conn.chain, t))
+                trust
+                    .and_then(|t| unanchored(&conn.chain, t))
+                    .map(|why| (why, "untrusted"))
             };
-            if let Some(why) = why {
+            if let Some((why, kind)) = why {
                 // `notify_one` keeps a permit, so a connection that is not
                 // waiting right now still sees it.
                 conn.cut.notify_one();
@@ -177,6 +185,7 @@ impl Conns {
                     peer: conn.peer.clone(),
                     serial: conn.serial.clone(),
                     why,
+                    kind,
                 });
             }
         }
@@ -262,6 +271,9 @@ async fn session(shared: &Arc<Shared>) -> Result<u64, String> {
 fn audit_cuts(shared: &Shared, cuts: Vec<Cut>) {
     if cuts.is_empty() {
         return;
+    }
+    for cut in &cuts {
+        shared.metrics.connection_cut(cut.kind);
     }
     let audit = shared.audit.clone();
     let failures = shared.metrics.audit_failures.clone();

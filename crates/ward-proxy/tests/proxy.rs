@@ -969,7 +969,21 @@ async fn revocation_cuts_a_live_stream_and_restart_without_server_keeps_enforcin
     );
     // Each cut connection (the HTTP/2 connection and the tunnel) is
     // audited as a denied `connect` of a, with why.
-    wait_until("the cuts audited", || cut_records(&pb).len() >= 2).await;
+    // Counted as they are cut, before their records are written.
+    let counted = |reason: &str| {
+        pb.shared.metrics.render().lines().find_map(|l| {
+            l.strip_prefix(&format!(
+                "ward_proxy_connections_cut_total{{reason=\"{reason}\"}} "
+            ))
+            .map(|n| n.parse::<u64>().unwrap())
+        })
+    };
+    wait_until("the cuts audited", || {
+        let records = cut_records(&pb).len() as u64;
+        records >= 2 && counted("revoked") == Some(records)
+    })
+    .await;
+    assert_eq!(counted("untrusted"), None);
     for record in cut_records(&pb) {
         assert_eq!(
             record
@@ -1238,15 +1252,7 @@ async fn ca_rotation_to_a_new_root_under_load_fails_no_request() {
     assert_eq!(ward_identity::ca::authority_id(&admin_svid.chain()[1]), new);
     assert!(renewed["not_after"].as_i64().unwrap() > ward_proxy::now_secs() + 3600);
 
-    let retired: Value = world
-        .admin()
-        .call(
-            Method::POST,
-            &format!("/v1/ca/authorities/{old}/retire"),
-            Some(&json!({"force": true})),
-        )
-        .await
-        .unwrap();
+    let retired = retire(&world.admin(), &old).await;
     // From here on only the new root is trusted, by proxies and server.
     let admin = Client::new(
         &world.server_addr.to_string(),
@@ -1324,14 +1330,7 @@ async fn retiring_a_ca_cuts_the_connections_it_authenticated() {
     assert_eq!(cut_before, 0);
 
     // Retire the old root: the held connection is closed and audited.
-    let _: Value = admin
-        .call(
-            Method::POST,
-            &format!("/v1/ca/authorities/{old}/retire"),
-            Some(&json!({"force": true})),
-        )
-        .await
-        .unwrap();
+    retire(&admin, &old).await;
     wait_until("b dropped the old root", || {
         pb.shared.trust_bundle().x509_authorities.len() == 1
     })
@@ -1357,6 +1356,11 @@ async fn retiring_a_ca_cuts_the_connections_it_authenticated() {
         "{:?}",
         cut[0].reasons
     );
+    let metrics = pb.shared.metrics.render();
+    assert!(
+        metrics.contains("ward_proxy_connections_cut_total{reason=\"untrusted\"} 1\n"),
+        "{metrics}"
+    );
     pb.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -1370,6 +1374,19 @@ async fn activate(admin: &Client, id: &str) {
         )
         .await
         .unwrap();
+}
+
+/// Retires CA authority `id` at once (`force`: its certificates may still
+/// be valid); returns the server's answer.
+async fn retire(admin: &Client, id: &str) -> Value {
+    admin
+        .call(
+            Method::POST,
+            &format!("/v1/ca/authorities/{id}/retire"),
+            Some(&json!({"force": true})),
+        )
+        .await
+        .unwrap()
 }
 
 /// Audit records of open connections a proxy cut.
