@@ -71,6 +71,8 @@ struct Conn {
     serial: String,
     chain: PeerChain,
     cut: Arc<Notify>,
+    /// Already cut (and audited); its task has yet to deregister it.
+    done: bool,
 }
 
 /// A connection [`Conns::cut`] closed, and why: each becomes an audit
@@ -118,9 +120,10 @@ impl Conns {
 
     /// Registers a connection from `peer` (agent `agent`, certificate
     /// `serial`) with what its handshake `presented`; the returned notify
-    /// fires when it must be cut. `None`: the bundle changed during the handshake and no longer
-    /// anchors the chain — refuse the connection. (A change that lands
-    /// after this check finds the connection registered, and cuts it.)
+    /// fires when it must be cut. `None`: the bundle changed during the
+    /// handshake and no longer verifies the chain — refuse the connection.
+    /// (A change that lands after this check finds the connection
+    /// registered, and cuts it.)
     pub fn register(
         &self,
         peer: &SpiffeId,
@@ -143,6 +146,7 @@ impl Conns {
                     serial: serial.to_owned(),
                     chain: Arc::clone(chain),
                     cut: Arc::clone(&cut),
+                    done: false,
                 },
             );
         let guard = ConnGuard {
@@ -159,9 +163,9 @@ impl Conns {
     /// the trust bundle changed, every one whose chain `trust` no longer
     /// verifies; returns them.
     pub fn cut(&self, view: &View, trust: Option<&TrustStore>) -> Vec<Cut> {
-        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = Vec::new();
-        for conn in map.values() {
+        for conn in map.values_mut().filter(|c| !c.done) {
             let why = if view.is_revoked(&conn.agent, &conn.serial) {
                 Some(("its credentials are revoked".to_owned(), "revoked"))
             } else if !view.agents.get(&conn.agent).is_some_and(|a| a.is_active()) {
@@ -181,6 +185,7 @@ impl Conns {
                 // `notify_one` keeps a permit, so a connection that is not
                 // waiting right now still sees it.
                 conn.cut.notify_one();
+                conn.done = true;
                 out.push(Cut {
                     peer: conn.peer.clone(),
                     serial: conn.serial.clone(),
@@ -374,4 +379,101 @@ pub fn apply(shared: &Shared, view: View) {
         Err(e) => tracing::error!(error = %e, "could not serialise the view"),
     }
     shared.applied.send_replace(revision);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+    use ward_core::TrustDomain;
+    use ward_testkit::{LeafSpec, TestPki};
+
+    use super::*;
+    use crate::view::AgentEntry;
+
+    fn trust(pki: &TestPki) -> TrustStore {
+        let td = TrustDomain::new("example.org").unwrap();
+        TrustStore::new(&TrustBundle::new(td, vec![pki.root().clone()], vec![])).unwrap()
+    }
+
+    fn view_with_a() -> View {
+        let mut view = View::default();
+        view.agents.insert(
+            "a".to_owned(),
+            AgentEntry {
+                status: "active".to_owned(),
+                ..AgentEntry::default()
+            },
+        );
+        view
+    }
+
+    fn presented(pki: &TestPki, generation: u64) -> Presented {
+        let leaf = pki.leaf(&LeafSpec::svid("spiffe://example.org/agent/a"));
+        Presented {
+            chain: leaf.chain.into(),
+            generation,
+        }
+    }
+
+    #[test]
+    fn a_connection_is_cut_and_reported_once() {
+        let pki = TestPki::new("example.org");
+        let conns = Conns::default();
+        let a = SpiffeId::new("spiffe://example.org/agent/a").unwrap();
+        let (_guard, _cut) = conns
+            .register(&a, "a", "01", &presented(&pki, 0), &trust(&pki))
+            .unwrap();
+        let mut view = view_with_a();
+        assert!(conns.cut(&view, Some(&trust(&pki))).is_empty());
+        view.revoked_agents.insert("a".to_owned());
+        let cut = conns.cut(&view, None);
+        assert_eq!(cut.len(), 1);
+        assert_eq!(
+            (cut[0].kind, cut[0].why.as_str()),
+            ("revoked", "its credentials are revoked")
+        );
+        // A later view change before the connection's task has gone does
+        // not cut (nor audit) it again.
+        assert!(conns.cut(&view, None).is_empty());
+    }
+
+    #[test]
+    fn a_bundle_that_no_longer_verifies_the_chain_cuts_it_or_refuses_it() {
+        let old = TestPki::new("example.org");
+        let new = TestPki::new("example.org");
+        let conns = Conns::default();
+        let a = SpiffeId::new("spiffe://example.org/agent/a").unwrap();
+        let (_guard, _cut) = conns
+            .register(&a, "a", "01", &presented(&old, 0), &trust(&old))
+            .unwrap();
+        let view = view_with_a();
+        let cut = conns.cut(&view, Some(&trust(&new)));
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].kind, "untrusted");
+        assert!(
+            cut[0]
+                .why
+                .starts_with("the trust bundle no longer verifies"),
+            "{}",
+            cut[0].why
+        );
+
+        // A handshake verified before a bundle change that registers after
+        // the watcher's sweep is refused at registration...
+        let racing = presented(&old, conns.bundle_generation());
+        conns.bundle_changed();
+        assert!(
+            conns
+                .register(&a, "a", "02", &racing, &trust(&new))
+                .is_none()
+        );
+        // ...unless the new bundle still verifies it.
+        let racing = presented(&new, 0);
+        assert!(
+            conns
+                .register(&a, "a", "03", &racing, &trust(&new))
+                .is_some()
+        );
+    }
 }
