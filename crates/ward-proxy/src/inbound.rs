@@ -669,25 +669,23 @@ pub async fn handle(
                 crate::upgrade::restore(&mut parts.headers, value);
                 // A tunnel outlives its HTTP connection, so it is registered
                 // on its own; if the bundle changed meanwhile and no longer
-                // verifies the peer, the tunnel never opens.
-                match shared.conns.register(
+                // verifies the peer, the tunnel never opens (and the
+                // upstream's half of it closes with `upstream`).
+                let Some(cut) = shared.conns.register(
                     &peer.spiffe_id,
                     agent.as_str(),
                     peer.serial.as_str(),
                     presented,
                     &shared.trust,
-                ) {
-                    Some(cut) => crate::upgrade::splice(
-                        client,
-                        upstream,
-                        Some(cut),
-                        format!("{} → {}", peer.spiffe_id, fronted.upstream.authority),
-                    ),
-                    None => tracing::warn!(
-                        peer = %peer.spiffe_id,
-                        "upgrade not spliced: the trust bundle no longer verifies the peer"
-                    ),
-                }
+                ) else {
+                    return refuse_untrusted_upgrade(shared, fronted, peer).await;
+                };
+                crate::upgrade::splice(
+                    client,
+                    upstream,
+                    Some(cut),
+                    format!("{} → {}", peer.spiffe_id, fronted.upstream.authority),
+                );
             }
             Response::from_parts(parts, body.map_err(Into::into).boxed())
         }
@@ -768,6 +766,35 @@ pub(crate) fn record_decision(facts: &mut Facts, decision: &ward_policy::Decisio
 
 /// Writes the record of an allowed call; if it cannot be written and the
 /// proxy fails closed, the answer that refuses the call.
+/// An upgrade decided under a trust bundle that has since stopped verifying
+/// the peer: refused, counted and audited like a cut connection.
+async fn refuse_untrusted_upgrade(
+    shared: &Shared,
+    fronted: Fronted<'_>,
+    peer: &PeerIdentity,
+) -> Response<Body> {
+    let why = "the trust bundle changed and no longer verifies its certificate";
+    tracing::warn!(peer = %peer.spiffe_id, "upgrade refused: {why}");
+    shared.metrics.connection_cut("untrusted");
+    let facts = crate::watcher::cut_facts(
+        &format!("Agent::\"{}\"", fronted.identity.agent),
+        shared.compiled().policy_version().unwrap_or("none"),
+        peer.spiffe_id.clone(),
+        peer.serial.as_str().to_owned(),
+        why,
+    );
+    if let Err(e) = shared.audit.write(&facts, false).await {
+        shared.metrics.audit_failures.inc();
+        tracing::error!(error = %e, "audit record for a refused upgrade not written");
+    }
+    http::problem(
+        StatusCode::FORBIDDEN,
+        "untrusted",
+        &format!("upgrade refused: {why}; reconnect"),
+        json!({"decision_id": facts.decision_id}),
+    )
+}
+
 pub(crate) async fn audit_allowed(shared: &Shared, facts: &Facts) -> Result<(), Response<Body>> {
     if let Err(e) = shared.audit.write(facts, true).await {
         shared.metrics.audit_failures.inc();

@@ -270,6 +270,28 @@ async fn session(shared: &Arc<Shared>) -> Result<u64, String> {
     Ok(applied)
 }
 
+/// The audit record of a connection closed (or a tunnel not opened) for
+/// `why`: a denied `connect` by the peer.
+pub(crate) fn cut_facts(
+    resource: &str,
+    policy_version: &str,
+    peer: SpiffeId,
+    serial: String,
+    why: &str,
+) -> crate::audit::Facts {
+    crate::audit::Facts {
+        decision_id: crate::http::decision_id(),
+        principal: Some(peer),
+        action: "connect".to_owned(),
+        resource: resource.to_owned(),
+        reasons: vec![format!("open connection cut: {why}")],
+        policy_version: policy_version.to_owned(),
+        serial: Some(serial),
+        method: "CONNECT".to_owned(),
+        ..crate::audit::Facts::default()
+    }
+}
+
 /// Records each cut connection as a denied `connect` (in the background:
 /// the connections are already closed, and enforcement must not wait for
 /// the spool).
@@ -290,17 +312,7 @@ fn audit_cuts(shared: &Shared, cuts: Vec<Cut>) {
         .to_owned();
     tokio::spawn(async move {
         for cut in cuts {
-            let facts = crate::audit::Facts {
-                decision_id: crate::http::decision_id(),
-                principal: Some(cut.peer),
-                action: "connect".to_owned(),
-                resource: resource.clone(),
-                reasons: vec![format!("open connection cut: {}", cut.why)],
-                policy_version: policy_version.clone(),
-                serial: Some(cut.serial),
-                method: "CONNECT".to_owned(),
-                ..crate::audit::Facts::default()
-            };
+            let facts = cut_facts(&resource, &policy_version, cut.peer, cut.serial, &cut.why);
             if let Err(e) = audit.write(&facts, false).await {
                 failures.inc();
                 tracing::error!(error = %e, "audit record for a cut connection not written");
