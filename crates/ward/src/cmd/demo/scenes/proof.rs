@@ -43,31 +43,35 @@ impl Scenes<'_> {
             .clone()
             .context("scene 3 produced no decision id to look for")?;
         let refused_revoked = self.refused_revoked.clone();
-        // Shipped means sequenced; the query index follows the log a
-        // moment later.
+        // Each refusal is found by the decision id its caller was given,
+        // as `ward audit query --decision-id` finds it. Shipped means
+        // sequenced; the query index follows the log a moment later.
+        let by_id = async |id: &str| -> anyhow::Result<Option<(u64, Value)>> {
+            anyhow::ensure!(
+                id.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "decision id {id:?} is not the hex id Ward gives out"
+            );
+            let page: Value = admin
+                .get(&format!("/v1/audit/records?decision_id={id}"))
+                .await?;
+            Ok(at(&page, "/records/0/index")
+                .as_u64()
+                .map(|i| (i, at(&page, "/records/0/record").clone())))
+        };
         let (index, record, revoked_index) = poll(
             "scene 3's and scene 5's refusals to appear in the log's index",
             AUDIT_WITHIN,
             async || {
-                let page: Value = admin
-                    .get("/v1/audit/records?agent=researcher&decision=deny&limit=1000")
-                    .await?;
-                let records = at(&page, "/records").as_array();
-                let find = |id: &str| records?.iter().find(|r| at(r, "/record/decision_id") == id);
-                let revoked_index = refused_revoked
-                    .as_deref()
-                    .and_then(find)
-                    .and_then(|r| at(r, "/index").as_u64());
-                if refused_revoked.is_some() && revoked_index.is_none() {
-                    return Ok(None);
-                }
-                Ok(find(&denied).and_then(|r| {
-                    Some((
-                        at(r, "/index").as_u64()?,
-                        at(r, "/record").clone(),
-                        revoked_index,
-                    ))
-                }))
+                let revoked_index = match refused_revoked.as_deref() {
+                    Some(id) => match by_id(id).await? {
+                        Some((i, _)) => Some(i),
+                        None => return Ok(None),
+                    },
+                    None => None,
+                };
+                Ok(by_id(&denied)
+                    .await?
+                    .map(|(index, record)| (index, record, revoked_index)))
             },
         )
         .await?;
@@ -111,7 +115,9 @@ impl Scenes<'_> {
         );
         self.tail(admin).await;
 
-        out.step(&format!("the delete_records denial is entry {index}:"));
+        out.step(&format!(
+            "the delete_records denial, found by its decision id (`ward audit query --decision-id {denied}`), is entry {index}:"
+        ));
         out.fact(
             "record",
             &format!(
