@@ -35,6 +35,17 @@ pub fn new(unix_ms: u64, random: [u8; 10]) -> String {
     out
 }
 
+/// A new id for a decision made now, by the system clock, from `random`
+/// (see [`new`]).
+#[must_use]
+pub fn now(random: [u8; 10]) -> String {
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default();
+    new(unix_ms, random)
+}
+
 /// When `id` was made (Unix milliseconds), if it is a time-ordered id as
 /// [`new`] makes them: 32 hex digits (either case) with the UUIDv7 version
 /// and variant. `None` for anything else, such as the random ids of

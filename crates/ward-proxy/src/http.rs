@@ -128,11 +128,7 @@ fn parse_traceparent(v: &str) -> Option<([u8; 16], u8)> {
 /// A new decision id: time-ordered, so the audit index can find its record
 /// (see [`ward_audit::decision_id`]).
 pub fn decision_id() -> String {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default();
-    ward_audit::decision_id::new(now_ms, random::<10>())
+    ward_audit::decision_id::now(random::<10>())
 }
 
 /// Random bytes; a clock-derived fallback keeps ids unique enough for

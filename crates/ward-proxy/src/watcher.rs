@@ -428,14 +428,23 @@ mod tests {
         }
     }
 
+    fn agent_a() -> SpiffeId {
+        SpiffeId::new("spiffe://example.org/agent/a").unwrap()
+    }
+
+    /// `conns` with one connection of `a`, whose chain `pki` issued.
+    fn one_connection(pki: &TestPki) -> (Conns, ConnGuard) {
+        let conns = Conns::default();
+        let (guard, _cut) = conns
+            .register(&agent_a(), "a", "01", &presented(pki, 0), &trust(pki))
+            .unwrap();
+        (conns, guard)
+    }
+
     #[test]
     fn a_connection_is_cut_and_reported_once() {
         let pki = TestPki::new("example.org");
-        let conns = Conns::default();
-        let a = SpiffeId::new("spiffe://example.org/agent/a").unwrap();
-        let (_guard, _cut) = conns
-            .register(&a, "a", "01", &presented(&pki, 0), &trust(&pki))
-            .unwrap();
+        let (conns, _guard) = one_connection(&pki);
         let mut view = view_with_a();
         assert!(conns.cut(&view, Some(&trust(&pki))).is_empty());
         view.revoked_agents.insert("a".to_owned());
@@ -454,11 +463,8 @@ mod tests {
     fn a_bundle_that_no_longer_verifies_the_chain_cuts_it_or_refuses_it() {
         let old = TestPki::new("example.org");
         let new = TestPki::new("example.org");
-        let conns = Conns::default();
-        let a = SpiffeId::new("spiffe://example.org/agent/a").unwrap();
-        let (_guard, _cut) = conns
-            .register(&a, "a", "01", &presented(&old, 0), &trust(&old))
-            .unwrap();
+        let (conns, _guard) = one_connection(&old);
+        let a = agent_a();
         let view = view_with_a();
         let cut = conns.cut(&view, Some(&trust(&new)));
         assert_eq!(cut.len(), 1);

@@ -287,17 +287,17 @@ pub fn entity(type_name: &str, id: &str) -> Result<EntityUid, PdpError> {
 /// A new decision id for responses and audit records: time-ordered, so the
 /// audit index can find its record (see [`ward_audit::decision_id`]).
 pub fn decision_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
     let mut random = [0u8; 10];
     if aws_lc_rs::rand::fill(&mut random).is_err() {
         // The id is a correlation handle, not a secret; clock-derived bits
         // are better than failing the request.
-        for (r, n) in random.iter_mut().zip(now.as_nanos().to_le_bytes()) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        for (r, n) in random.iter_mut().zip(nanos.to_le_bytes()) {
             *r = n;
         }
     }
-    let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-    ward_audit::decision_id::new(now_ms, random)
+    ward_audit::decision_id::now(random)
 }
