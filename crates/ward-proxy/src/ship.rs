@@ -16,10 +16,13 @@ use ward_core::drain::Watch;
 
 use crate::Shared;
 
-/// Records per shipped batch.
-pub const BATCH_RECORDS: usize = 2000;
-/// Bytes per shipped batch (the server's body limit is 2 MiB).
-pub const BATCH_BYTES: usize = 1 << 20;
+/// Records per shipped batch (the server takes at most 10,000).
+pub const BATCH_RECORDS: usize = 8000;
+/// Bytes per shipped batch (the server takes at most 8 MiB). Each append
+/// costs the server's log a fixed set of partial-tile writes, fsyncs and an
+/// index transaction whatever its size, so under load a few large batches
+/// beat many small ones.
+pub const BATCH_BYTES: usize = 4 << 20;
 /// Pause when the spool is empty.
 const IDLE: Duration = Duration::from_millis(100);
 /// Wait after shipping a partial batch.
@@ -39,20 +42,16 @@ pub async fn run(shared: Arc<Shared>, watch: Watch) {
     let mut backoff = Duration::from_millis(250);
     loop {
         let wait = match ship_once(&shared).await {
-            Ok(0) => IDLE,
-            Ok(n) => {
-                shared.metrics.audit_shipped.inc_by(n);
+            Ok(Shipped { records: 0, .. }) => IDLE,
+            Ok(Shipped { records, full }) => {
+                shared.metrics.audit_shipped.inc_by(records);
                 backoff = Duration::from_millis(250);
                 // A full batch means more are waiting: go on at once. A
                 // partial one lingers, so that under load batches grow
                 // instead of each one costing the server an append, an
                 // index transaction and their fsyncs, and the spool an ack
                 // fsync (records are durable in the spool meanwhile).
-                if n >= BATCH_RECORDS as u64 {
-                    Duration::ZERO
-                } else {
-                    LINGER
-                }
+                if full { Duration::ZERO } else { LINGER }
             }
             Err(e) => {
                 shared.metrics.audit_ship_failures.inc();
@@ -72,15 +71,38 @@ pub async fn run(shared: Arc<Shared>, watch: Watch) {
     }
 }
 
-/// Ships one batch; returns how many records the server acknowledged.
-async fn ship_once(shared: &Arc<Shared>) -> Result<u64, String> {
+/// What one round shipped.
+#[derive(Debug, Clone, Copy)]
+struct Shipped {
+    /// Records the server acknowledged.
+    records: u64,
+    /// The batch stopped at a size limit, not at the end of the spool.
+    full: bool,
+}
+
+/// Whether a batch of `records` records and `bytes` bytes was cut by a
+/// limit: the record limit, or the byte limit, which a batch within one
+/// largest record of it may have met. A batch cut by bytes once counted as
+/// partial and lingered: with ~600-byte records, shipping then topped out
+/// below what one proxy decides, and the spool's backlog grew under load
+/// until it filled.
+fn is_full(records: usize, bytes: usize) -> bool {
+    records >= BATCH_RECORDS
+        || bytes.saturating_add(ward_audit::bundle::MAX_ENTRY_LEN) > BATCH_BYTES
+}
+
+/// Ships one batch.
+async fn ship_once(shared: &Arc<Shared>) -> Result<Shipped, String> {
     let audit = shared.audit.clone();
     let batch = tokio::task::spawn_blocking(move || audit.next_batch(BATCH_RECORDS, BATCH_BYTES))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("reading the spool: {e}"))?;
     let Some(last) = batch.last_seq() else {
-        return Ok(0);
+        return Ok(Shipped {
+            records: 0,
+            full: false,
+        });
     };
     let first = batch.first_seq();
     let mut body = Vec::with_capacity(batch.records().iter().map(|r| r.len() + 1).sum());
@@ -89,6 +111,7 @@ async fn ship_once(shared: &Arc<Shared>) -> Result<u64, String> {
         body.extend_from_slice(record);
         body.push(b'\n');
     }
+    let full = is_full(batch.records().len(), body.len());
     let client = shared.server_client()?;
     let answer: Ingested = client
         .post_bytes(
@@ -109,5 +132,39 @@ async fn ship_once(shared: &Arc<Shared>) -> Result<u64, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("acknowledging the spool: {e}"))?;
-    Ok(last - first + 1)
+    Ok(Shipped {
+        records: last - first + 1,
+        full,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_full_at_either_limit_and_partial_below_both() {
+        assert!(is_full(BATCH_RECORDS, 1000));
+        assert!(is_full(10, BATCH_BYTES));
+        // Within one largest record of the byte limit: the next record may
+        // not have fitted.
+        assert!(is_full(
+            10,
+            BATCH_BYTES - ward_audit::bundle::MAX_ENTRY_LEN + 1
+        ));
+        assert!(!is_full(
+            10,
+            BATCH_BYTES - ward_audit::bundle::MAX_ENTRY_LEN
+        ));
+        assert!(!is_full(BATCH_RECORDS - 1, 400 * (BATCH_RECORDS - 1)));
+    }
+
+    #[test]
+    fn a_full_batch_fits_what_the_server_accepts() {
+        use ward_server::api::audit::{MAX_BATCH_BYTES, MAX_BATCH_RECORDS};
+        // Checked when the tests compile. A batch's body is its records plus
+        // one newline each.
+        const { assert!(BATCH_BYTES + BATCH_RECORDS <= MAX_BATCH_BYTES) };
+        const { assert!(BATCH_RECORDS <= MAX_BATCH_RECORDS) };
+    }
 }

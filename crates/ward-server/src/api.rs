@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRequestParts;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use time::OffsetDateTime;
@@ -167,7 +167,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/proxies", get(proxies::list))
         .route("/v1/audit", get(audit::info))
         .route("/v1/audit/log/{*path}", get(audit::tile))
-        .route("/v1/audit/records", get(audit::records).post(audit::ingest))
+        .route(
+            "/v1/audit/records",
+            get(audit::records)
+                .post(audit::ingest)
+                .layer(DefaultBodyLimit::max(audit::MAX_BATCH_BYTES)),
+        )
         .route("/v1/audit/proof/{index}", get(audit::inclusion))
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/ca", get(ca::status))

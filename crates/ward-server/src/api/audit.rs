@@ -39,6 +39,11 @@ use crate::audit::{AuditError, AuditLog, chain};
 
 /// Most records one shipped batch may hold.
 pub const MAX_BATCH_RECORDS: usize = 10_000;
+/// Largest shipped batch body. Above axum's 2 MB default: each append costs
+/// the log a set of tile files, fsyncs and an index transaction whatever its
+/// size, so under load proxies ship a few large batches, not many small
+/// ones (`ward_proxy::ship`).
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Most records one query returns.
 const MAX_QUERY: u64 = 1000;
 

@@ -321,6 +321,42 @@ async fn forged_and_malformed_batches_are_refused_and_the_refusal_is_logged() {
     assert_eq!(last.principal.as_ref(), Some(svid.spiffe_id()));
 }
 
+/// A proxy's full batch (`ward_proxy::ship`: up to 4 MiB) is larger than
+/// axum's 2 MB default body limit; it is taken whole, and a body over
+/// [`MAX_BATCH_BYTES`] is refused before anything of it is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_proxy_batches_are_taken_and_oversized_bodies_refused() {
+    use crate::api::audit::MAX_BATCH_BYTES;
+    let h = harness().await;
+    let (_, svid, _) = h.enroll("tools").await;
+    let proxy = caller_of(&svid);
+    let me = svid.spiffe_id().to_string();
+    let big = |i: usize| {
+        let mut r =
+            AuditRecord::decode(&record(&me, &format!("big-{i}"), Decision::Allow, "p")).unwrap();
+        r.reasons = vec!["r".repeat(1500)];
+        r.encode().unwrap()
+    };
+    let batch: Vec<Vec<u8>> = (0..2000).map(big).collect();
+    let bytes: usize = batch.iter().map(|r| r.len() + 1).sum();
+    assert!((3 << 20..MAX_BATCH_BYTES).contains(&bytes), "{bytes}");
+    let (s, body) = ship(&h, &proxy, 0, &batch).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["appended"], 2000, "{body}");
+    assert_eq!(body["through_seq"], 1999, "{body}");
+
+    let oversized: Vec<Vec<u8>> = (2000..6500).map(big).collect();
+    let bytes: usize = oversized.iter().map(|r| r.len() + 1).sum();
+    assert!(bytes > MAX_BATCH_BYTES, "{bytes}");
+    let (s, _) = ship(&h, &proxy, 2000, &oversized).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        *h.state.audit.size().borrow(),
+        2000,
+        "nothing of it is logged"
+    );
+}
+
 /// Receipts: a proxy's report moves its revision forward only; the wait
 /// answers once it applied; an admin or revoked proxy cannot report, and
 /// the attempt is logged.
