@@ -191,8 +191,17 @@ run() { # NAME URL BODY
     oha -z "$DURATION" -c "$CONNECTIONS" --no-tui --output-format json -m POST -T application/json -d "$3" "$2" \
         >"$WORK/$1.json" 2>"$WORK/logs/oha-$1.log" || die "oha failed against $1 (see $WORK/logs/oha-$1.log)"
 }
+# Ward audits every decision: the proxy spools it, then ships it to the
+# server's log. A figure taken while shipping falls behind would leave part
+# of that work out, so the backlog is read from the proxy's metrics.
+ward_metric() { # NAME
+    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m { print $2; exit }'
+}
 log "load: $DURATION per PDP, $CONNECTIONS keep-alive connections, after $WARMUP of warm-up"
+shipped_before=$(ward_metric ward_proxy_audit_shipped_records_total)
 run ward "$WARD_URL" "$(ward_q GET)"
+backlog_after=$(ward_metric ward_proxy_audit_backlog_records)
+shipped_after=$(ward_metric ward_proxy_audit_shipped_records_total)
 run cerbos "$CERBOS_URL" "$(cerbos_q GET)"
 
 python3 - "$WORK/ward.json" "$WORK/cerbos.json" "$DURATION" "$CONNECTIONS" "$(nproc 2>/dev/null || echo '?')" <<'PY'
@@ -210,4 +219,17 @@ for name, rps, p50, p99, ok, total in rows:
     print(f"  {name:<38}{rps:>10,.0f}{p50:>10.3f}{p99:>10.3f}   {ok:,} / {total:,}")
 ratio = rows[0][1] / rows[1][1] if rows[1][1] else float("inf")
 print(f"  Ward / Cerbos: {ratio:.2f}x   target >= 10x: {'met' if ratio >= 10 else 'NOT met'}")
+PY
+python3 - "${shipped_before:-?}" "${shipped_after:-?}" "${backlog_after:-?}" "$WORK/ward.json" <<'PY'
+import json, sys
+try:
+    before, after, backlog = (int(float(v)) for v in sys.argv[1:4])
+except ValueError:
+    print("  Ward audit: the proxy's metrics could not be read")
+    sys.exit(0)
+rps = json.load(open(sys.argv[4]))["summary"]["requestsPerSec"]
+print(f"  Ward audit: {after - before:,} records shipped to the server's log during warm-up and load;"
+      f" spool backlog at the end: {backlog:,} ({backlog / rps if rps else 0:.1f} s of decisions)")
+if rps and backlog > 2 * rps:
+    print("  warning: shipping fell behind the decisions; Ward's figure leaves part of its audit work out")
 PY
