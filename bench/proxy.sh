@@ -347,6 +347,14 @@ oha_run() {
     fi
 }
 
+# ward_metric PORT NAME: a sample's value from a Ward admin listener (0 if
+# absent).
+ward_metric() {
+    local v
+    v=$(curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }') || true
+    echo "${v:-0}"
+}
+
 # measure PEER H1_URL H2_PORT PIDS: the four load runs and the RSS figures.
 # HTTP/1.1 runs send `Host: api` to H1_URL; the HTTP/2 run asks for
 # http://api/ connected to 127.0.0.1:H2_PORT, so :authority is `api` (nginx
@@ -531,7 +539,15 @@ bench_ward() {
             bash -c "$WARD_HOOK" || warn "WARD_HOOK failed"
     fi
 
+    # Proxy B audits every call; its figures count only if shipping to the
+    # server's log kept up (the spool's backlog stays flat under load).
+    local shipped_before backlog shipped_after
+    shipped_before=$(ward_metric "$WARD_API_ADMIN" ward_proxy_audit_shipped_records_total)
     measure ward "http://127.0.0.1:$WARD_CLIENT_OUT/" "$WARD_CLIENT_OUT" "$client_pid $api_pid"
+    backlog=$(ward_metric "$WARD_API_ADMIN" ward_proxy_audit_backlog_records)
+    shipped_after=$(ward_metric "$WARD_API_ADMIN" ward_proxy_audit_shipped_records_total)
+    log "ward: audit records shipped to the server's log during the runs: $((${shipped_after%.*} - ${shipped_before%.*})); spool backlog at the end: ${backlog%.*}"
+    ((${backlog%.*} <= 20000)) || warn "ward: the audit spool's backlog is ${backlog%.*} records: shipping fell behind, so Ward's figures leave part of its audit work out"
     stop "$client_pid" "$api_pid" "$server_pid"
     forget "$client_pid" "$api_pid" "$server_pid"
 }
