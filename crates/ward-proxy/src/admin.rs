@@ -188,8 +188,12 @@ async fn authzen(shared: &Shared, req: Request<Incoming>, batch: bool) -> Respon
         };
         (result, made.into_inner())
     };
-    for (facts, allowed) in &made {
-        if let Err(e) = shared.audit.write(facts, *allowed).await {
+    let outcomes = shared
+        .audit
+        .write_all(made.iter().map(|(facts, allowed)| (facts, *allowed)))
+        .await;
+    for ((facts, _), outcome) in made.iter().zip(outcomes) {
+        if let Err(e) = outcome {
             shared.metrics.audit_failures.inc();
             tracing::error!(error = %e, decision_id = %facts.decision_id, "AuthZEN decision not audited");
             if shared.config.audit_full == crate::config::AuditFull::FailClosed {

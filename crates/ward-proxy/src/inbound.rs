@@ -796,20 +796,48 @@ async fn refuse_untrusted_upgrade(
 }
 
 pub(crate) async fn audit_allowed(shared: &Shared, facts: &Facts) -> Result<(), Response<Body>> {
-    if let Err(e) = shared.audit.write(facts, true).await {
-        shared.metrics.audit_failures.inc();
-        tracing::error!(error = %e, decision_id = %facts.decision_id, "audit record not written");
-        if shared.config.audit_full == AuditFull::FailClosed {
-            shared.metrics.request("inbound", "deny", "audit");
-            return Err(http::problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit-unavailable",
-                "the decision could not be audited, so the request is refused (fail closed)",
-                json!({"decision_id": facts.decision_id}),
-            ));
+    match shared.audit.write(facts, true).await {
+        Ok(_) => Ok(()),
+        Err(e) => unaudited(shared, facts, &e).map_or(Ok(()), Err),
+    }
+}
+
+/// [`audit_allowed`] for several allowed decisions at once (a JSON-RPC
+/// batch): their records share the spool's group commits.
+pub(crate) async fn audit_allowed_all(
+    shared: &Shared,
+    all: &[(Facts, bool)],
+) -> Result<(), Response<Body>> {
+    let outcomes = shared
+        .audit
+        .write_all(all.iter().map(|(facts, _)| (facts, true)))
+        .await;
+    let mut refusal = None;
+    for ((facts, _), outcome) in all.iter().zip(outcomes) {
+        if let Err(e) = outcome {
+            let refused = unaudited(shared, facts, &e);
+            refusal = refusal.or(refused);
         }
     }
-    Ok(())
+    refusal.map_or(Ok(()), Err)
+}
+
+/// Counts and logs an allowed decision whose record was not written; the
+/// refusal that fails the request closed, unless configured to forward it
+/// anyway.
+fn unaudited(shared: &Shared, facts: &Facts, error: &str) -> Option<Response<Body>> {
+    shared.metrics.audit_failures.inc();
+    tracing::error!(error = %error, decision_id = %facts.decision_id, "audit record not written");
+    if shared.config.audit_full == AuditFull::FailClosed {
+        shared.metrics.request("inbound", "deny", "audit");
+        return Some(http::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit-unavailable",
+            "the decision could not be audited, so the request is refused (fail closed)",
+            json!({"decision_id": facts.decision_id}),
+        ));
+    }
+    None
 }
 
 /// What is done to an allowed call's answer before the caller sees it.

@@ -25,7 +25,9 @@ use ward_policy::{Context, Engine};
 use crate::Shared;
 use crate::audit::Facts;
 use crate::http::{self, Body};
-use crate::inbound::{Filter, Refusal, audit_allowed, cedar_request_for, deny, record_decision};
+use crate::inbound::{
+    Filter, Refusal, audit_allowed_all, cedar_request_for, deny, record_decision,
+};
 use crate::jsonrpc::{self, Envelope, ParseError};
 use crate::rpc::{self, Call, Listing, Protocol};
 
@@ -188,9 +190,7 @@ pub(crate) async fn decide(
         .map(|(i, _)| i)
         .collect();
     if denied.is_empty() {
-        for (f, _) in &decided {
-            audit_allowed(shared, f).await?;
-        }
+        audit_allowed_all(shared, &decided).await?;
         if let Some((first, _)) = decided.first() {
             facts.decision_id.clone_from(&first.decision_id);
         }

@@ -311,9 +311,15 @@ fn audit_cuts(shared: &Shared, cuts: Vec<Cut>) {
         .unwrap_or("none")
         .to_owned();
     tokio::spawn(async move {
-        for cut in cuts {
-            let facts = cut_facts(&resource, &policy_version, cut.peer, cut.serial, &cut.why);
-            if let Err(e) = audit.write(&facts, false).await {
+        let all: Vec<crate::audit::Facts> = cuts
+            .into_iter()
+            .map(|cut| cut_facts(&resource, &policy_version, cut.peer, cut.serial, &cut.why))
+            .collect();
+        let outcomes = audit
+            .write_all(all.iter().map(|facts| (facts, false)))
+            .await;
+        for outcome in outcomes {
+            if let Err(e) = outcome {
                 failures.inc();
                 tracing::error!(error = %e, "audit record for a cut connection not written");
             }
