@@ -192,19 +192,25 @@ async fn authzen(shared: &Shared, req: Request<Incoming>, batch: bool) -> Respon
         .audit
         .write_all(made.iter().map(|(facts, allowed)| (facts, *allowed)))
         .await;
+    // Every unwritten record is counted and logged, then the first one
+    // refuses the answer.
+    let mut unaudited = None;
     for ((facts, _), outcome) in made.iter().zip(outcomes) {
         if let Err(e) = outcome {
             shared.metrics.audit_failures.inc();
             tracing::error!(error = %e, decision_id = %facts.decision_id, "AuthZEN decision not audited");
-            if shared.config.audit_full == crate::config::AuditFull::FailClosed {
-                return http::problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit-unavailable",
-                    "the decision could not be audited, so it is not answered (fail closed)",
-                    json!({"decision_id": facts.decision_id}),
-                );
-            }
+            unaudited = unaudited.or(Some(&facts.decision_id));
         }
+    }
+    if let Some(decision_id) = unaudited
+        && shared.config.audit_full == crate::config::AuditFull::FailClosed
+    {
+        return http::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit-unavailable",
+            "the decision could not be audited, so it is not answered (fail closed)",
+            json!({"decision_id": decision_id}),
+        );
     }
     let mut resp = match result {
         Ok(value) => {

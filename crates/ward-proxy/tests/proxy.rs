@@ -1479,6 +1479,56 @@ async fn admin_post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Option<
     )
 }
 
+/// Fail closed on audit: once B's spool cannot take a record, an allowed
+/// call through the mesh and an AuthZEN batch on B's admin listener are
+/// refused with 503 `audit-unavailable` naming a decision id, and every
+/// unwritten record is counted (there is no log left to write the refusal
+/// to; the counter and the error log are its trace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_that_cannot_be_audited_is_refused() {
+    let world = World::new(Duration::from_secs(600)).await;
+    let pa = world.proxy("a", None).await;
+    let pb = world.proxy("b", None).await;
+    wait_endpoint(&pa, "b").await;
+    let (status, _, body) = call(&pa, "GET", "b", "/before", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let failures = |proxy: &Proxy| -> u64 {
+        let text = proxy.shared.metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("ward_proxy_audit_failures_total "))
+            .unwrap_or_else(|| panic!("no audit failure counter in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(failures(&pb), 0);
+
+    // B's spool writer stops: from now on every write fails.
+    pb.shared.audit.close();
+    let (status, _, body) = call(&pa, "GET", "b", "/after", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "urn:ward:problem:audit-unavailable", "{body}");
+    assert!(
+        body["decision_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 32),
+        "{body}"
+    );
+    assert_eq!(failures(&pb), 1);
+
+    // An AuthZEN batch: both decisions are made, neither is answered.
+    let batch = json!({
+        "subject": {"type": "agent", "id": "a"},
+        "resource": {"type": "agent", "id": "b"},
+        "evaluations": [{"action": {"name": "GET"}}, {"action": {"name": "DELETE"}}],
+    });
+    let (status, _, body) = admin_post(pb.admin, "/access/v1/evaluations", &batch).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "urn:ward:problem:audit-unavailable", "{body}");
+    assert!(body.get("evaluations").is_none(), "{body}");
+    assert_eq!(failures(&pb), 3, "both of the batch's records are counted");
+}
+
 /// Each proxy answers AuthZEN on its admin listener from the bundle and
 /// registry it enforces: the same decisions its inbound path makes, batch
 /// semantics per the spec, malformed requests refused.
