@@ -798,12 +798,16 @@ async fn refuse_untrusted_upgrade(
 pub(crate) async fn audit_allowed(shared: &Shared, facts: &Facts) -> Result<(), Response<Body>> {
     match shared.audit.write(facts, true).await {
         Ok(_) => Ok(()),
-        Err(e) => unaudited(shared, facts, &e).map_or(Ok(()), Err),
+        Err(e) => {
+            unaudited(shared, facts, &e);
+            audit_refusal(shared, &facts.decision_id).map_or(Ok(()), Err)
+        }
     }
 }
 
 /// [`audit_allowed`] for several allowed decisions at once (a JSON-RPC
-/// batch): their records share the spool's group commits.
+/// batch): their records share the spool's group commits. Every unwritten
+/// record is counted; the first one refuses the request.
 pub(crate) async fn audit_allowed_all(
     shared: &Shared,
     all: &[(Facts, bool)],
@@ -812,32 +816,38 @@ pub(crate) async fn audit_allowed_all(
         .audit
         .write_all(all.iter().map(|(facts, _)| (facts, true)))
         .await;
-    let mut refusal = None;
+    let mut first = None;
     for ((facts, _), outcome) in all.iter().zip(outcomes) {
         if let Err(e) = outcome {
-            let refused = unaudited(shared, facts, &e);
-            refusal = refusal.or(refused);
+            unaudited(shared, facts, &e);
+            first = first.or(Some(&facts.decision_id));
         }
     }
-    refusal.map_or(Ok(()), Err)
+    match first.and_then(|id| audit_refusal(shared, id)) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
 }
 
-/// Counts and logs an allowed decision whose record was not written; the
-/// refusal that fails the request closed, unless configured to forward it
-/// anyway.
-fn unaudited(shared: &Shared, facts: &Facts, error: &str) -> Option<Response<Body>> {
+/// Counts and logs an allowed decision whose record was not written.
+fn unaudited(shared: &Shared, facts: &Facts, error: &str) {
     shared.metrics.audit_failures.inc();
     tracing::error!(error = %error, decision_id = %facts.decision_id, "audit record not written");
-    if shared.config.audit_full == AuditFull::FailClosed {
-        shared.metrics.request("inbound", "deny", "audit");
-        return Some(http::problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit-unavailable",
-            "the decision could not be audited, so the request is refused (fail closed)",
-            json!({"decision_id": facts.decision_id}),
-        ));
+}
+
+/// The answer to a request whose decision could not be audited: refused
+/// (fail closed), unless configured to forward it anyway.
+fn audit_refusal(shared: &Shared, decision_id: &str) -> Option<Response<Body>> {
+    if shared.config.audit_full != AuditFull::FailClosed {
+        return None;
     }
-    None
+    shared.metrics.request("inbound", "deny", "audit");
+    Some(http::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit-unavailable",
+        "the decision could not be audited, so the request is refused (fail closed)",
+        json!({"decision_id": decision_id}),
+    ))
 }
 
 /// What is done to an allowed call's answer before the caller sees it.
