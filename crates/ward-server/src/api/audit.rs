@@ -23,10 +23,11 @@
 use std::time::SystemTime;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use ward_audit::record::{BodyDigest, Decision, RequestDigest, UnixMillis};
@@ -81,7 +82,7 @@ pub(crate) async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<IngestQuery>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Ingested>, ApiError> {
     let peer = caller.0.as_ref().ok_or(ApiError::Unauthenticated)?;
     let Some(agent) = peer.spiffe_id.agent_name() else {
@@ -95,6 +96,7 @@ pub(crate) async fn ingest(
     if state.store.is_revoked(&agent, peer.serial.as_str()).await? {
         return refuse(&state, peer, "the shipping proxy's credential is revoked").await;
     }
+    let body = read_batch(&state, peer, body).await?;
     let proxy = peer.spiffe_id.to_string();
     let mut records = Vec::new();
     for (line, bytes) in body
@@ -103,9 +105,10 @@ pub(crate) async fn ingest(
         .enumerate()
     {
         if records.len() >= MAX_BATCH_RECORDS {
-            return Err(ApiError::BadRequest(format!(
-                "a batch holds at most {MAX_BATCH_RECORDS} records; ship smaller batches"
-            )));
+            let reason =
+                format!("a batch holds at most {MAX_BATCH_RECORDS} records; ship smaller batches");
+            audit_refusal(&state, peer, "audit/ingest", &reason).await;
+            return Err(ApiError::BadRequest(reason));
         }
         let record = match AuditRecord::decode(bytes) {
             Ok(r) => r,
@@ -156,6 +159,30 @@ pub(crate) async fn ingest(
         first_index: appended.first_index,
         tree_size: appended.tree_size,
     }))
+}
+
+/// Reads an authenticated caller's batch under [`MAX_BATCH_BYTES`]. Read
+/// here rather than by axum's body-limit extractor, which answers 413 before
+/// the handler runs: an oversized batch from a proxy is refused and logged
+/// like the handler's other refusals, and nothing of it is appended.
+async fn read_batch(state: &AppState, peer: &PeerIdentity, body: Body) -> Result<Bytes, ApiError> {
+    match http_body_util::Limited::new(body, MAX_BATCH_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let reason =
+                format!("the batch is larger than {MAX_BATCH_BYTES} bytes; ship smaller batches");
+            audit_refusal(state, peer, "audit/ingest", &reason).await;
+            Err(ApiError::TooLarge(reason))
+        }
+        // The connection failed mid-body: nothing was refused, so nothing
+        // to log; the proxy re-sends.
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "could not read the batch body: {e}"
+        ))),
+    }
 }
 
 async fn refuse<T>(state: &AppState, peer: &PeerIdentity, reason: &str) -> Result<T, ApiError> {

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// tests): 422 with every problem listed.
     #[error("{0}")]
     Invalid(String),
+    /// A request body over the endpoint's limit: 413.
+    #[error("{0}")]
+    TooLarge(String),
     /// Temporarily unable (a busy or stopping subsystem); retry.
     #[error("{0}")]
     Unavailable(String),
@@ -53,6 +56,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -323,10 +323,11 @@ async fn forged_and_malformed_batches_are_refused_and_the_refusal_is_logged() {
 
 /// A proxy's full batch (`ward_proxy::ship`: up to 4 MiB) is larger than
 /// axum's 2 MB default body limit; it is taken whole, and a body over
-/// [`MAX_BATCH_BYTES`] is refused before anything of it is logged.
+/// [`MAX_BATCH_BYTES`] (or over `MAX_BATCH_RECORDS` records) is refused:
+/// nothing of it is appended, and the refusal is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_proxy_batches_are_taken_and_oversized_bodies_refused() {
-    use crate::api::audit::MAX_BATCH_BYTES;
+    use crate::api::audit::{MAX_BATCH_BYTES, MAX_BATCH_RECORDS};
     let h = harness().await;
     let (_, svid, _) = h.enroll("tools").await;
     let proxy = caller_of(&svid);
@@ -348,12 +349,32 @@ async fn full_proxy_batches_are_taken_and_oversized_bodies_refused() {
     let oversized: Vec<Vec<u8>> = (2000..6500).map(big).collect();
     let bytes: usize = oversized.iter().map(|r| r.len() + 1).sum();
     assert!(bytes > MAX_BATCH_BYTES, "{bytes}");
-    let (s, _) = ship(&h, &proxy, 2000, &oversized).await;
-    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(
-        *h.state.audit.size().borrow(),
-        2000,
-        "nothing of it is logged"
+    let (s, body) = ship(&h, &proxy, 2000, &oversized).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["type"], "urn:ward:problem:too-large", "{body}");
+    // Nothing of it is logged but the refusal, in the shipping proxy's name.
+    let entries = log_entries(&h);
+    assert_eq!(entries.len(), 2001, "the batch is not appended");
+    let refusal = &entries[2000];
+    assert_eq!(refusal.decision, Decision::Deny);
+    assert_eq!(refusal.action, "audit/ingest");
+    assert_eq!(refusal.principal.as_ref(), Some(svid.spiffe_id()));
+    assert!(
+        refusal.reasons[0].contains(&MAX_BATCH_BYTES.to_string()),
+        "{refusal:?}"
+    );
+
+    // So is a batch of too many records.
+    let tiny = |i: usize| record(&me, &format!("n-{i}"), Decision::Allow, "p");
+    let many: Vec<Vec<u8>> = (0..=MAX_BATCH_RECORDS).map(tiny).collect();
+    let (s, body) = ship(&h, &proxy, 2000, &many).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let entries = log_entries(&h);
+    assert_eq!(entries.len(), 2002, "the batch is not appended");
+    assert!(
+        entries[2001].reasons[0].contains("at most"),
+        "{:?}",
+        entries[2001]
     );
 }
 
