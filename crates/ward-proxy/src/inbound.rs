@@ -764,8 +764,6 @@ pub(crate) fn record_decision(facts: &mut Facts, decision: &ward_policy::Decisio
     facts.policy_version = decision.policy_version().to_string();
 }
 
-/// Writes the record of an allowed call; if it cannot be written and the
-/// proxy fails closed, the answer that refuses the call.
 /// An upgrade decided under a trust bundle that has since stopped verifying
 /// the peer: refused, counted and audited like a cut connection.
 async fn refuse_untrusted_upgrade(
@@ -795,6 +793,8 @@ async fn refuse_untrusted_upgrade(
     )
 }
 
+/// Writes the record of an allowed call; if it cannot be written and the
+/// proxy fails closed, the answer that refuses the call.
 pub(crate) async fn audit_allowed(shared: &Shared, facts: &Facts) -> Result<(), Response<Body>> {
     match shared.audit.write(facts, true).await {
         Ok(_) => Ok(()),
@@ -880,22 +880,11 @@ pub(crate) async fn deny(
     r: Refusal,
     started: Instant,
 ) -> Response<Body> {
-    if facts.reasons.is_empty() || r.slug != "denied" {
-        facts.reasons.push(r.detail.clone());
-    }
+    note_refusal(facts, &r);
     if let Err(e) = shared.audit.write(facts, false).await {
-        shared.metrics.audit_failures.inc();
-        tracing::error!(error = %e, decision_id = %facts.decision_id, "audit record for a denial not written");
+        denial_unaudited(shared, facts, &e);
     }
-    shared.metrics.decision(started.elapsed().as_secs_f64());
-    shared.metrics.request("inbound", "deny", r.slug);
-    tracing::info!(
-        decision_id = %facts.decision_id,
-        principal = facts.principal.as_ref().map(ToString::to_string).unwrap_or_default(),
-        action = %facts.action,
-        reason = %r.detail,
-        "request denied"
-    );
+    count_denial(shared, facts, &r, started);
     let mut resp = http::problem(
         r.status,
         r.slug,
@@ -910,4 +899,51 @@ pub(crate) async fn deny(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
+}
+
+/// [`deny`]'s audit and accounting for several refusals answered together
+/// (the calls of a refused JSON-RPC batch): their records share the
+/// spool's group commits instead of waiting for one each in turn. The
+/// caller builds the one answer.
+pub(crate) async fn deny_all(shared: &Shared, all: &mut [(Facts, Refusal)], started: Instant) {
+    for (facts, r) in all.iter_mut() {
+        note_refusal(facts, r);
+    }
+    let outcomes = shared
+        .audit
+        .write_all(all.iter().map(|(facts, _)| (facts, false)))
+        .await;
+    for ((facts, r), outcome) in all.iter().zip(outcomes) {
+        if let Err(e) = outcome {
+            denial_unaudited(shared, facts, &e);
+        }
+        count_denial(shared, facts, r, started);
+    }
+}
+
+/// A refusal's detail becomes its record's reason, unless policy already
+/// gave the reasons of a plain denial.
+fn note_refusal(facts: &mut Facts, r: &Refusal) {
+    if facts.reasons.is_empty() || r.slug != "denied" {
+        facts.reasons.push(r.detail.clone());
+    }
+}
+
+/// A denial stands whether or not its record is written; the failure is
+/// counted and logged.
+fn denial_unaudited(shared: &Shared, facts: &Facts, error: &str) {
+    shared.metrics.audit_failures.inc();
+    tracing::error!(error = %error, decision_id = %facts.decision_id, "audit record for a denial not written");
+}
+
+fn count_denial(shared: &Shared, facts: &Facts, r: &Refusal, started: Instant) {
+    shared.metrics.decision(started.elapsed().as_secs_f64());
+    shared.metrics.request("inbound", "deny", r.slug);
+    tracing::info!(
+        decision_id = %facts.decision_id,
+        principal = facts.principal.as_ref().map(ToString::to_string).unwrap_or_default(),
+        action = %facts.action,
+        reason = %r.detail,
+        "request denied"
+    );
 }

@@ -26,7 +26,7 @@ use crate::Shared;
 use crate::audit::Facts;
 use crate::http::{self, Body};
 use crate::inbound::{
-    Filter, Refusal, audit_allowed_all, cedar_request_for, deny, record_decision,
+    Filter, Refusal, audit_allowed_all, cedar_request_for, deny, deny_all, record_decision,
 };
 use crate::jsonrpc::{self, Envelope, ParseError};
 use crate::rpc::{self, Call, Listing, Protocol};
@@ -211,34 +211,37 @@ async fn refuse_batch(
     started: Instant,
 ) -> Response<Body> {
     let first_denied = denied.first().copied().unwrap_or(0);
+    let mut all: Vec<(Facts, Refusal)> = decided
+        .into_iter()
+        .map(|(mut f, allowed)| {
+            let detail = if allowed {
+                let detail = format!(
+                    "refused with its batch: message {first_denied} ({}) was denied",
+                    calls.get(first_denied).map_or("", |c| c.method.as_str())
+                );
+                f.reasons.push(detail.clone());
+                detail
+            } else {
+                f.reasons.join("; ")
+            };
+            (f, refusal(StatusCode::FORBIDDEN, "denied", detail))
+        })
+        .collect();
+    deny_all(shared, &mut all, started).await;
     let mut errors = Vec::new();
     let mut first_detail = String::new();
     let mut first_id = String::new();
-    for (i, (mut f, allowed)) in decided.into_iter().enumerate() {
-        let detail = if allowed {
-            format!(
-                "refused with its batch: message {first_denied} ({}) was denied",
-                calls.get(first_denied).map_or("", |c| c.method.as_str())
-            )
-        } else {
-            f.reasons.join("; ")
-        };
-        if allowed {
-            f.reasons.push(detail.clone());
-        }
-        let decision_id = f.decision_id.clone();
-        let r = refusal(StatusCode::FORBIDDEN, "denied", detail.clone());
-        let _ = deny(shared, &mut f, r, started).await;
+    for (i, (f, r)) in all.iter().enumerate() {
         if i == first_denied {
-            first_detail.clone_from(&detail);
-            first_id.clone_from(&decision_id);
+            first_detail.clone_from(&r.detail);
+            first_id.clone_from(&f.decision_id);
         }
         if let Some(id) = calls.get(i).and_then(|c| c.id.clone()) {
             errors.push(jsonrpc::error_response(
                 &id,
                 jsonrpc::DENIED,
-                &format!("denied by Ward: {detail} (decision {decision_id})"),
-                json!({"decision_id": decision_id, "policies": f.policies, "reasons": f.reasons}),
+                &format!("denied by Ward: {} (decision {})", r.detail, f.decision_id),
+                json!({"decision_id": f.decision_id, "policies": f.policies, "reasons": f.reasons}),
             ));
         }
     }

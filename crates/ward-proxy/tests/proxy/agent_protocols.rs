@@ -339,6 +339,12 @@ async fn mcp_calls_are_decided_per_tool_and_refused_whole() {
     for e in errors {
         assert_eq!(audited(&pb, &decision_of(e)).decision, Decision::Deny);
     }
+    // The allowed call's record says why it was refused all the same.
+    let reasons = audited(&pb, &decision_of(&errors[0])).reasons;
+    assert!(
+        reasons.iter().any(|r| r.contains("refused with its batch")),
+        "{reasons:?}"
+    );
     assert_eq!(sent(), before, "no part of a refused batch is forwarded");
 
     // Bodies two parsers could read differently are refused whole, with a
