@@ -143,7 +143,9 @@ async fn authzen(shared: &Shared, req: Request<Incoming>, batch: bool) -> Respon
         );
     };
     // Each decision is recorded in the spool like an inbound one before it
-    // is answered; the PDP asks for the id right after deciding.
+    // is answered; the PDP asks for the id right after deciding. Every
+    // decision of a batch records the digest of the one body.
+    let body_sha256 = BodyDigest::of(&body);
     let (result, made) = {
         let made: std::cell::RefCell<Vec<(Facts, bool)>> = std::cell::RefCell::default();
         let path = if batch {
@@ -158,7 +160,7 @@ async fn authzen(shared: &Shared, req: Request<Incoming>, batch: bool) -> Respon
                 resource: request.resource.to_string(),
                 method: "POST".to_owned(),
                 path: path.to_owned(),
-                body: Some(BodyDigest::of(&body)),
+                body: Some(body_sha256),
                 ..Facts::default()
             };
             crate::inbound::record_decision(&mut facts, &decision);
